@@ -1,0 +1,240 @@
+"""The `mtinsar` command line: simulate, ingest, run, demo, config.
+
+Heavy imports happen inside the commands so that `mtinsar --help` stays fast. Every
+`MtinsarError` is printed as one line without a traceback and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mtinsar.errors import MtinsarError
+
+app = typer.Typer(
+    help="Multi-Temporal InSAR: interferogram stacks in, LOS time series and velocity out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file (see `mtinsar config`).", exists=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or log lines.")]
+BboxOpt = Annotated[
+    tuple[float, float, float, float] | None,
+    typer.Option(help="Crop: LON_MIN LAT_MIN LON_MAX LAT_MAX (degrees).", show_default=False),
+]
+MultilookOpt = Annotated[int | None, typer.Option(help="Integer multilook factor.")]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude-pair", help="Pair to leave out (YYYYMMDD_YYYYMMDD); repeatable."),
+]
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ingest_overrides(
+    bbox: tuple[float, float, float, float] | None,
+    multilook: int | None,
+    exclude: list[str] | None,
+) -> dict[str, Any]:
+    return {"bbox": bbox, "multilook": multilook, "exclude_pairs": exclude or None}
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Folder to write the LiCSAR-layout scene into.")],
+    preset: Annotated[str, typer.Option(help="Scene size: small, medium or large.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same scene).")] = 0,
+    noise_free: Annotated[
+        bool, typer.Option("--noise-free", help="Deformation only, no nuisances.")
+    ] = False,
+    unwrap_errors: Annotated[
+        float, typer.Option(help="Fraction of pairs with a ±2π unwrapping-error patch.")
+    ] = 0.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Simulate a Sentinel-1 scene with known truth, written as a COMET-LiCSAR frame."""
+    _setup_logging(quiet)
+    from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+
+    if preset not in ("small", "medium", "large"):
+        raise typer.BadParameter("preset must be small, medium or large", param_hint="--preset")
+    cfg = SceneConfig.preset(preset, seed=seed, unwrap_errors=unwrap_errors)
+    if noise_free:
+        cfg = SceneConfig.noise_free(**cfg.model_dump(exclude=_NUISANCES))
+    write_licsar(simulate_scene(cfg), out, progress=not quiet)
+    typer.echo(f"scene written to {out} (truth in {out / 'truth.zarr'})")
+
+
+_NUISANCES = {
+    "turbulence",
+    "stratified",
+    "dem_error",
+    "decorrelation",
+    "water",
+    "unwrap_errors",
+}
+
+
+@app.command()
+def ingest(
+    products: Annotated[Path, typer.Argument(help="LiCSAR frame folder or LiCSBAS GEOC folder.")],
+    store: Annotated[Path, typer.Argument(help="Zarr stack store to write.")],
+    config: ConfigOpt = None,
+    bbox: BboxOpt = None,
+    multilook: MultilookOpt = None,
+    exclude_pair: ExcludeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read interferogram products into a Zarr stack store."""
+    _setup_logging(quiet)
+    from mtinsar import stack
+    from mtinsar.config import load_config
+    from mtinsar.io.licsar import read_licsar
+
+    cfg = load_config(config, ingest=_ingest_overrides(bbox, multilook, exclude_pair)).ingest
+    ds = read_licsar(
+        products,
+        bbox=cfg.bbox,
+        multilook=cfg.multilook,
+        exclude_pairs=cfg.exclude_pairs,
+        wavelength=cfg.wavelength,
+        progress=not quiet,
+    )
+    stack.save(ds, store, chunk_size=cfg.chunk_size)
+    typer.echo(
+        f"stack of {ds.sizes['pair']} pairs, {ds.sizes['y']}x{ds.sizes['x']} px written to {store}"
+    )
+
+
+@app.command()
+def run(
+    source: Annotated[Path, typer.Argument(help="Stack store (from `ingest`) or product folder.")],
+    out: Annotated[Path, typer.Argument(help="Result folder (replaced if it holds a result).")],
+    config: ConfigOpt = None,
+    bbox: BboxOpt = None,
+    multilook: MultilookOpt = None,
+    exclude_pair: ExcludeOpt = None,
+    ref_lon: Annotated[float | None, typer.Option(help="Reference longitude [deg].")] = None,
+    ref_lat: Annotated[float | None, typer.Option(help="Reference latitude [deg].")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """SBAS time series and velocity from a stack or product folder, in one command."""
+    _setup_logging(quiet)
+    from mtinsar.config import load_config
+
+    cfg = load_config(
+        config,
+        ingest=_ingest_overrides(bbox, multilook, exclude_pair),
+        reference={"lon": ref_lon, "lat": ref_lat},
+    )
+    summary = _run(source, out, cfg, progress=not quiet)
+    _print_summary(summary, out)
+
+
+def _run(source: Path, out: Path, cfg: Any, progress: bool) -> dict:
+    from mtinsar import output, pipeline
+
+    output.check_writable(out)  # fail before hours of work, not after
+    stack = pipeline.load_input(source, cfg, progress=progress)
+    sbas = pipeline.run_sbas(stack, cfg, progress=progress)
+    output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
+    return sbas.summary
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    ref = summary["reference"]
+    vel = summary["velocity_mm_per_yr"]
+    typer.echo(
+        f"{summary['n_pairs']} pairs, {summary['n_dates']} dates "
+        f"({summary['first_date']} .. {summary['last_date']})\n"
+        f"reference ({ref['method']}): lon {ref['lon']:.5f}, lat {ref['lat']:.5f}\n"
+        f"pixels: {summary['n_pixels_reliable']} reliable of {summary['n_pixels_estimated']} "
+        f"estimated, {summary['n_pixels_disconnected']} disconnected (masked), "
+        f"{summary['n_pixels_no_data']} without data"
+    )
+    if vel["median"] is not None:
+        typer.echo(
+            f"velocity [mm/yr]: 1st pct {vel['p01']:.1f}, median {vel['median']:.1f}, "
+            f"99th pct {vel['p99']:.1f}"
+        )
+    typer.echo(f"results in {out}/ (velocity.tif, figures/, summary.json, timeseries.zarr)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the scene and the results.")] = Path(
+        "demo_output"
+    ),
+    preset: Annotated[str, typer.Option(help="Scene size: small or medium.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed of the scene.")] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Simulate a scene, run the SBAS job on it, and score the result against the truth."""
+    _setup_logging(quiet)
+    from mtinsar.config import RunConfig
+    from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
+    from mtinsar.simulate.score import score_result
+
+    scene_dir, results = out / "scene", out / "results"
+    cfg = SceneConfig.preset(preset, seed=seed)
+    if not (scene_dir / "truth.zarr").exists():
+        write_licsar(simulate_scene(cfg), scene_dir, progress=not quiet)
+    summary = _run(scene_dir, results, RunConfig(), progress=not quiet)
+    _print_summary(summary, results)
+    import xarray as xr
+
+    score = score_result(xr.open_zarr(results / "timeseries.zarr"), load_truth(scene_dir))
+    typer.echo(
+        f"against the simulator's truth: velocity RMSE {score['velocity_rmse'] * 1000:.2f} mm/yr "
+        f"over {score['coverage'] * 100:.1f} % of the coherent area"
+    )
+    typer.echo(f"scene: {scene_dir}/  results: {results}/  figures: {results / 'figures'}/")
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the default run configuration as commented TOML."""
+    from mtinsar.config import default_toml
+
+    typer.echo(default_toml())
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mtinsar import __version__
+
+        typer.echo(f"mtinsar {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print version.")
+    ] = False,
+) -> None:
+    """Multi-Temporal InSAR: interferogram stacks in, LOS time series and velocity out."""
+
+
+def main() -> None:
+    """Console entry point: run the app, turning `MtinsarError` into exit status 2."""
+    try:
+        app()
+    except MtinsarError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Corrections applied to the interferograms or the time series (reference point, ...)."""

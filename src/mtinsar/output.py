@@ -1,0 +1,114 @@
+"""The result folder: Zarr store, COG layers, figures and summary, written atomically.
+
+Layout of `OUT/`:
+    timeseries.zarr         the full result (DESIGN §3), Zarr v3 chunked in space only
+    velocity.tif            LOS velocity [m/yr]       (Cloud-Optimized GeoTIFF)
+    velocity_std.tif        its standard deviation [m/yr]
+    temporal_coherence.tif  0..1
+    mask.tif                1 = reliable pixel
+    figures/*.png           velocity map, network, coherence matrix, time series
+    summary.json            counts, reference, timings, version
+
+Everything is written into a temporary sibling folder first and swapped in at the end, so
+a failure never leaves a half-written result or damages an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+
+from mtinsar import plot
+from mtinsar.config import OutputConfig
+from mtinsar.errors import InputError
+from mtinsar.pipeline import SbasRun
+
+log = logging.getLogger(__name__)
+
+COG_LAYERS = ("velocity", "velocity_std", "temporal_coherence", "mask")
+SUMMARY = "summary.json"
+
+
+def check_writable(out_dir: Path) -> None:
+    """Refuse to replace a folder that is not empty and not an earlier mtinsar result."""
+    if out_dir.exists() and (not out_dir.is_dir() or _is_foreign(out_dir)):
+        raise InputError(
+            f"output folder {out_dir} exists and is not an mtinsar result folder (no "
+            f"{SUMMARY}); choose a new or empty folder so nothing of yours is overwritten"
+        )
+
+
+def _is_foreign(path: Path) -> bool:
+    return any(path.iterdir()) and not (path / SUMMARY).is_file()
+
+
+def write_results(
+    run: SbasRun, out_dir: str | Path, config: OutputConfig, chunk_size: int = 256
+) -> Path:
+    """Write the result folder `out_dir` (replacing an earlier result there) and return it."""
+    out_dir = Path(out_dir)
+    result = run.result
+    check_writable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        chunks = {"time": -1, "y": chunk_size, "x": chunk_size}
+        result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
+        if config.cog:
+            for name in COG_LAYERS:
+                write_cog(result[name], tmp / f"{name}.tif")
+        if config.figures:
+            _write_figures(run, tmp / "figures", config)
+        (tmp / SUMMARY).write_text(json.dumps(run.summary, indent=2))
+        _swap_in(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("results written to %s", out_dir)
+    return out_dir
+
+
+def write_cog(layer: xr.DataArray, path: Path) -> None:
+    """Write a 2-D layer as a Cloud-Optimized GeoTIFF (float32, NaN no-data; bool as uint8)."""
+    if layer.dtype == bool:
+        data = layer.astype(np.uint8)
+        data.rio.write_nodata(255, encoded=False, inplace=True)
+    else:
+        data = layer.astype(np.float32)
+        data.rio.write_nodata(np.nan, encoded=False, inplace=True)
+    data.rio.to_raster(path, driver="COG", compress="DEFLATE")
+
+
+def _write_figures(run: SbasRun, folder: Path, config: OutputConfig) -> None:
+    folder.mkdir()
+    result, network = run.result, run.network
+    points = plot.sample_points(result, config.n_sample_points)
+    figures = {
+        "velocity.png": plot.velocity_map(result, points),
+        "network.png": plot.network_plot(network, result["bperp"].values),
+        "coherence_matrix.png": plot.coherence_matrix(network, run.pair_coherence),
+    }
+    if points:
+        figures["timeseries.png"] = plot.timeseries_plot(result, points)
+    for name, fig in figures.items():
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+
+
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by `tmp`; the old folder is removed only after the rename."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,333 @@
+"""Wiring of the stages: stack in, time-series result out, block by block.
+
+The pipeline is the only module that knows both the data layout (an `IfgStack`, possibly
+lazy over a Zarr store) and the numerics. Memory is bounded by the block size: each block
+holds every pair of a (block x block) pixel window, never the whole stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from mtinsar import __version__
+from mtinsar import stack as stack_store
+from mtinsar.config import RunConfig
+from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
+from mtinsar.corrections.reference import (
+    ReferencePoint,
+    auto_reference,
+    reference_from_lonlat,
+    reference_phase,
+)
+from mtinsar.errors import NetworkError
+from mtinsar.inversion import invert_sbas
+from mtinsar.model import linear_velocity
+from mtinsar.network import Network
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StackStats:
+    """Per-pixel and per-pair statistics from one pass over the stack."""
+
+    mean_coherence: np.ndarray  # (y, x) mean coherence over valid pairs
+    n_valid: np.ndarray  # (y, x) number of valid pairs
+    phase_rate: np.ndarray  # (y, x) rad/day, sum of phases over sum of time spans
+    pair_coherence: np.ndarray  # (pair,) mean coherence of each pair over its valid pixels
+
+
+@dataclass
+class SbasRun:
+    """What `run_sbas` produces: the result Dataset plus what the outputs need besides."""
+
+    result: xr.Dataset
+    summary: dict
+    network: Network
+    pair_coherence: np.ndarray  # (pair,) mean coherence of each pair
+
+
+@dataclass
+class Timer:
+    """Wall time [s] of each named stage."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> _Stage:
+        return _Stage(self, name)
+
+
+class _Stage:
+    def __init__(self, timer: Timer, name: str) -> None:
+        self.timer, self.name = timer, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+        log.info("stage %s", self.name)
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.seconds[self.name] = round(time.perf_counter() - self.start, 3)
+
+
+def blocks(ny: int, nx: int, size: int) -> Iterator[tuple[slice, slice]]:
+    """Row/column slices tiling an (ny, nx) grid in size x size blocks."""
+    for y0 in range(0, ny, size):
+        for x0 in range(0, nx, size):
+            yield slice(y0, min(y0 + size, ny)), slice(x0, min(x0 + size, nx))
+
+
+def _n_blocks(ny: int, nx: int, size: int) -> int:
+    return -(-ny // size) * -(-nx // size)
+
+
+def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> xr.Dataset:
+    """Open a stack store, or read a product folder into an in-memory stack."""
+    path = Path(path)
+    if (path / "zarr.json").is_file():  # a Zarr v3 group: a stack store made by `ingest`
+        return stack_store.open(path)
+    from mtinsar.io.licsar import read_licsar
+
+    ing = config.ingest
+    return read_licsar(
+        path,
+        bbox=ing.bbox,
+        multilook=ing.multilook,
+        exclude_pairs=ing.exclude_pairs,
+        wavelength=ing.wavelength,
+        progress=progress,
+    )
+
+
+def stack_statistics(
+    stack: xr.Dataset, network: Network, size: int, progress: bool = False
+) -> StackStats:
+    """One pass over the stack for the statistics that choose the reference and feed plots."""
+    ny, nx = stack.sizes["y"], stack.sizes["x"]
+    mean_coh = np.full((ny, nx), np.nan, dtype=np.float32)
+    n_valid = np.zeros((ny, nx), dtype=np.int32)
+    rate = np.full((ny, nx), np.nan, dtype=np.float32)
+    coh_sum = np.zeros(network.n_pairs)
+    coh_count = np.zeros(network.n_pairs)
+    spans = network.temporal_baselines()[:, None, None]
+    bar = tqdm(
+        blocks(ny, nx, size), total=_n_blocks(ny, nx, size), desc="statistics", disable=not progress
+    )
+    for ys, xs in bar:
+        unw = np.asarray(stack["unw"][:, ys, xs].values, dtype=np.float64)
+        coh = np.asarray(stack["coh"][:, ys, xs].values, dtype=np.float64)
+        valid = np.isfinite(unw)
+        count = valid.sum(axis=0)
+        n_valid[ys, xs] = count
+        ok_coh = np.isfinite(coh) & valid
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_coh[ys, xs] = np.where(ok_coh, coh, 0).sum(0) / ok_coh.sum(0)
+            rate[ys, xs] = np.where(valid, unw, 0).sum(0) / np.where(valid, spans, 0).sum(0)
+        coh_sum += np.where(ok_coh, coh, 0).sum(axis=(1, 2))
+        coh_count += ok_coh.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pair_coh = coh_sum / coh_count
+    return StackStats(mean_coh, n_valid, rate, pair_coh)
+
+
+def choose_reference(
+    stack: xr.Dataset, stats: StackStats, network: Network, config: RunConfig
+) -> ReferencePoint:
+    """The reference pixel: the configured lon/lat, or the automatic choice."""
+    all_valid = stats.n_valid == network.n_pairs
+    ref = config.reference
+    if ref.lon is not None and ref.lat is not None:
+        return reference_from_lonlat(
+            ref.lon, ref.lat, stack["x"].values, stack["y"].values, all_valid
+        )
+    return auto_reference(
+        np.nan_to_num(stats.mean_coherence), all_valid, np.nan_to_num(stats.phase_rate), ref.radius
+    )
+
+
+def run_sbas(stack: xr.Dataset, config: RunConfig, progress: bool = False) -> SbasRun:
+    """SBAS time series of an `IfgStack`: the result Dataset and a run summary.
+
+    Displacement is LOS [m], positive towards the satellite, relative to the first date and
+    the reference pixel (DESIGN §3).
+    """
+    timer = Timer()
+    network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
+    _require_connected(network, stack.attrs.get("source", "the stack"))
+    ny, nx = stack.sizes["y"], stack.sizes["x"]
+    size = config.ingest.chunk_size
+    wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
+    to_metres = phase_to_displacement(wavelength)
+
+    with timer("statistics"):
+        stats = stack_statistics(stack, network, size, progress)
+    with timer("reference"):
+        ref = choose_reference(stack, stats, network, config)
+        r = config.reference.radius
+        window = stack["unw"][
+            :, max(ref.y - r, 0) : ref.y + r + 1, max(ref.x - r, 0) : ref.x + r + 1
+        ].values
+        ref_phase = reference_phase(np.asarray(window, dtype=np.float64))
+
+    t_years = years_since(network.dates, network.dates[0])
+    disp = np.full((network.n_dates, ny, nx), np.nan, dtype=np.float32)
+    layers = {
+        name: np.full((ny, nx), np.nan, dtype=np.float32)
+        for name in ("velocity", "velocity_std", "temporal_coherence")
+    }
+    n_comp = np.zeros((ny, nx), dtype=np.int16)
+    with timer("inversion"):
+        bar = tqdm(
+            blocks(ny, nx, size),
+            total=_n_blocks(ny, nx, size),
+            desc="inversion",
+            disable=not progress,
+        )
+        for ys, xs in bar:
+            unw = np.asarray(stack["unw"][:, ys, xs].values, dtype=np.float64)
+            shape = unw.shape[1:]
+            flat = unw.reshape(network.n_pairs, -1) - ref_phase[:, None]
+            res = invert_sbas(flat, network, min_group_size=config.inversion.min_group_size)
+            d = res.phase * to_metres
+            v, v_std = linear_velocity(t_years, d)
+            disp[:, ys, xs] = d.reshape(-1, *shape)
+            layers["velocity"][ys, xs] = v.reshape(shape)
+            layers["velocity_std"][ys, xs] = v_std.reshape(shape)
+            layers["temporal_coherence"][ys, xs] = res.temporal_coherence.reshape(shape)
+            n_comp[ys, xs] = res.n_components.reshape(shape)
+
+    solved = n_comp == 1
+    mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
+    result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
+    summary = _summary(result, stats, network, ref, timer)
+    return SbasRun(result, summary, network, stats.pair_coherence)
+
+
+_VARIABLE_ATTRS = {
+    "displacement": {"units": "m", "long_name": "LOS displacement, + towards the satellite"},
+    "velocity": {"units": "m/yr", "long_name": "LOS velocity (linear fit)"},
+    "velocity_std": {"units": "m/yr", "long_name": "formal standard deviation of velocity"},
+    "temporal_coherence": {"units": "1", "long_name": "temporal coherence of the inversion"},
+    "mask": {"long_name": "reliable: connected network, temporal coherence >= threshold"},
+    "n_valid_pairs": {"units": "1", "long_name": "number of valid pairs"},
+    "n_components": {"units": "1", "long_name": "components of the valid-pair graph (1 = ok)"},
+    "mean_coherence": {"units": "1", "long_name": "mean coherence over valid pairs"},
+    "bperp": {"units": "m", "long_name": "perpendicular baseline w.r.t. the first date"},
+}
+
+
+def _result_dataset(
+    stack: xr.Dataset,
+    network: Network,
+    disp: np.ndarray,
+    layers: dict[str, np.ndarray],
+    stats: StackStats,
+    n_comp: np.ndarray,
+    mask: np.ndarray,
+    ref: ReferencePoint,
+    config: RunConfig,
+) -> xr.Dataset:
+    yx = ("y", "x")
+    variables = {
+        "displacement": (("time", "y", "x"), disp),
+        "velocity": (yx, layers["velocity"]),
+        "velocity_std": (yx, layers["velocity_std"]),
+        "temporal_coherence": (yx, layers["temporal_coherence"]),
+        "mask": (yx, mask),
+        "n_valid_pairs": (yx, stats.n_valid.astype(np.int16)),
+        "n_components": (yx, n_comp),
+        "mean_coherence": (yx, stats.mean_coherence),
+        "bperp": (("time",), _date_bperp(stack, network).astype(np.float32)),
+    }
+    coords = {
+        "time": network.dates.astype("datetime64[ns]"),
+        "y": stack["y"].values,
+        "x": stack["x"].values,
+    }
+    ds = xr.Dataset(
+        {k: (dims, data, _VARIABLE_ATTRS[k]) for k, (dims, data) in variables.items()}, coords
+    )
+    if "spatial_ref" in stack.coords:
+        ds = ds.assign_coords(spatial_ref=stack["spatial_ref"])
+        for name in ds.data_vars:
+            ds[name].attrs["grid_mapping"] = "spatial_ref"
+    lon, lat = float(stack["x"][ref.x]), float(stack["y"][ref.y])
+    ds.attrs.update(
+        reference_y=ref.y,
+        reference_x=ref.x,
+        reference_lon=lon,
+        reference_lat=lat,
+        reference_method=ref.method,
+        reference_date=str(network.dates[0]),
+        wavelength=float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH)),
+        orbit_direction=str(stack.attrs.get("orbit_direction", "")),
+        source=str(stack.attrs.get("source", "")),
+        config=config.model_dump_json(),
+        software=f"mtinsar {__version__}",
+    )
+    return ds
+
+
+def _date_bperp(stack: xr.Dataset, network: Network) -> np.ndarray:
+    """Per-date Bperp [m] relative to the first date, by inverting the pair baselines."""
+    bperp = np.asarray(stack["bperp"].values, dtype=float)
+    if not np.isfinite(bperp).all():
+        return np.full(network.n_dates, np.nan)
+    sol, *_ = np.linalg.lstsq(network.design_matrix(), bperp, rcond=None)
+    return np.concatenate([[0.0], sol])
+
+
+def _summary(
+    result: xr.Dataset, stats: StackStats, network: Network, ref: ReferencePoint, timer: Timer
+) -> dict:
+    n_comp = result["n_components"].values
+    mask = result["mask"].values
+    has_data = stats.n_valid > 0
+    vel_mm = result["velocity"].values[mask] * 1000
+    return {
+        "software": result.attrs["software"],
+        "n_dates": network.n_dates,
+        "n_pairs": network.n_pairs,
+        "first_date": str(network.dates[0]),
+        "last_date": str(network.dates[-1]),
+        "n_pixels": int(n_comp.size),
+        "n_pixels_no_data": int((~has_data).sum()),
+        "n_pixels_disconnected": int((has_data & (n_comp != 1)).sum()),
+        "n_pixels_estimated": int((n_comp == 1).sum()),
+        "n_pixels_reliable": int(mask.sum()),
+        "reference": {
+            "y": ref.y,
+            "x": ref.x,
+            "lon": result.attrs["reference_lon"],
+            "lat": result.attrs["reference_lat"],
+            "method": ref.method,
+            "date": result.attrs["reference_date"],
+        },
+        "velocity_mm_per_yr": {
+            "p01": float(np.percentile(vel_mm, 1)) if vel_mm.size else None,
+            "median": float(np.median(vel_mm)) if vel_mm.size else None,
+            "p99": float(np.percentile(vel_mm, 99)) if vel_mm.size else None,
+        },
+        "timings_s": timer.seconds,
+    }
+
+
+def _require_connected(network: Network, source: str) -> None:
+    """Refuse a network whose pairs do not link every date to every other."""
+    groups = network.date_groups()
+    if len(groups) > 1:
+        desc = "; ".join(
+            f"{network.dates[g[0]]}..{network.dates[g[-1]]} ({len(g)} dates)" for g in groups
+        )
+        raise NetworkError(
+            f"the interferograms of {source} split the dates into {len(groups)} groups that no "
+            f"pair links: {desc}. Add pairs that bridge the groups, or exclude the dates of "
+            "the smaller groups (ingest.exclude_pairs)"
+        )
