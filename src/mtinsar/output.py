@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -61,7 +62,11 @@ def write_results(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         chunks = {"time": -1, "y": chunk_size, "x": chunk_size}
-        result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
+        with warnings.catch_warnings():
+            # Consolidated metadata is kept on purpose (one read to open the store, also on
+            # object storage) although Zarr v3 has not standardised it yet.
+            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+            result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
         if config.cog:
             for name in COG_LAYERS:
                 write_cog(result[name], tmp / f"{name}.tif")
@@ -105,6 +110,9 @@ def _write_figures(run: SbasRun, folder: Path, config: OutputConfig) -> None:
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:
     """Replace `out_dir` by `tmp`; the old folder is removed only after the rename."""
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return

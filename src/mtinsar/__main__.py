@@ -1,0 +1,5 @@
+"""`python -m mtinsar` runs the command line."""
+
+from mtinsar.cli import main
+
+main()

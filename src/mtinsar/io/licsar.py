@@ -1,0 +1,681 @@
+"""COMET-LiCSAR frame products (GeoTIFF) -> `IfgStack`.
+
+Two folder layouts are detected automatically (FORMATS.md §1):
+
+* COMET-LiCSAR portal frame::
+
+    path/interferograms/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif  (+ .geo.cc.tif)
+    path/metadata/{FRAME}.geo.{E,N,U,hgt}.tif, baselines, metadata.txt
+
+* LiCSBAS download folder (``GEOC``; ``path`` may also be its parent)::
+
+    path/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif  (+ .geo.cc.tif)
+    path/{FRAME}.geo.{E,N,U,hgt}.tif, baselines, metadata.txt
+
+Sign and units of the phase: ``*.geo.unw.tif`` is unwrapped phase in radians, positive for
+a range increase (motion away from the satellite). LiCSBAS turns it into LOS displacement
+with ``coef_r2m = -wavelength / (4 pi)`` (x1000 for mm; "positive is -LOS", FORMATS.md §1).
+That is the IfgStack convention already, so the factor applied here is **+1**
+(``unw = file value``) and displacement towards the satellite is
+``-wavelength / (4 pi) * unw`` (`mtinsar.conventions.phase_to_displacement`).
+
+Other decoding: 0 is no data in every file (-> NaN); coherence is uint8 0-255 (= coh x 255)
+in current products, float32 0-1 in older ones (told apart by dtype); E/N/U is the LOS unit
+vector ground -> satellite, hgt the DEM height [m]. The radar wavelength is not in the files:
+`SENTINEL1_WAVELENGTH` unless given.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.errors
+import rioxarray  # noqa: F401 - registers the .rio accessor used below
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from mtinsar import grid as gridlib
+from mtinsar.conventions import SENTINEL1_WAVELENGTH
+from mtinsar.errors import InputError
+from mtinsar.stack import validate
+
+logger = logging.getLogger(__name__)
+
+UNW_SUFFIX = ".geo.unw.tif"
+CC_SUFFIX = ".geo.cc.tif"
+#: Geometry file component -> IfgStack variable.
+GEOMETRY_FILES = {"E": "los_e", "N": "los_n", "U": "los_u", "hgt": "height"}
+PAIR_RE = re.compile(r"^(\d{8})_(\d{8})$")
+FRAME_RE = re.compile(r"\d{3}[AD]_\d{5}_\d{6}")
+_GEOMETRY_RE = re.compile(r"^(.+)\.geo\.(E|N|U|hgt)\.tif$")
+_EXCLUDE_FIX = "exclude_pairs=[...] (CLI: --exclude-pair)"
+_LAYOUT_HELP = (
+    "{p}/interferograms/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif (COMET-LiCSAR portal "
+    "frame), {p}/YYYYMMDD_YYYYMMDD/YYYYMMDD_YYYYMMDD.geo.unw.tif (LiCSBAS GEOC folder) and "
+    "{p}/GEOC/YYYYMMDD_YYYYMMDD/... (parent of a GEOC folder)"
+)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    name: str
+    ifg_root: Path  # folder holding the pair folders
+    meta_dir: Path  # folder holding geometry, baselines, metadata.txt
+
+
+@dataclass(frozen=True)
+class _Pair:
+    label: str
+    ref: np.datetime64
+    sec: np.datetime64
+    unw: Path
+
+    @property
+    def cc(self) -> Path:
+        return self.unw.with_name(self.label + CC_SUFFIX)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    shape: tuple[int, int]
+    transform: Affine
+    crs: CRS | None
+
+    def same_as(self, other: _Grid) -> bool:
+        return self.crs == other.crs and gridlib.same_grid(
+            self.transform, self.shape, other.transform, other.shape
+        )
+
+    def __str__(self) -> str:
+        t = self.transform
+        crs = self.crs.to_string() if self.crs else "none"
+        return (
+            f"{self.shape[0]}x{self.shape[1]} px, origin ({t.c:.7f}, {t.f:.7f}), "
+            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {crs}"
+        )
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def read_licsar(
+    path: str | Path,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    multilook: int = 1,
+    exclude_pairs: Sequence[str] = (),
+    wavelength: float | None = None,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Read a COMET-LiCSAR frame folder (portal or LiCSBAS GEOC layout) into an IfgStack.
+
+    bbox: (lon_min, lat_min, lon_max, lat_max) in degrees (EPSG:4326); pixels overlapping it
+    are kept and only they are read. multilook: integer factor, NaN-aware block mean applied
+    after cropping (trailing rows/columns that do not fill a block are dropped).
+    exclude_pairs: pair labels "YYYYMMDD_YYYYMMDD" to leave out. wavelength [m]: defaults to
+    Sentinel-1's. Returns a validated, numpy-backed IfgStack; raises InputError naming the
+    file or value at fault.
+    """
+    path = Path(path)
+    _check_options(bbox, multilook, wavelength)
+    layout = _find_layout(path)
+    pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
+    first = pairs[0].unw
+    grid = _probe_grid(first)
+    window = _read_window(grid, bbox, multilook, first)
+    out_transform = gridlib.window_transform(grid.transform, window.row0, window.col0, multilook)
+    unw, coh = _read_pairs(pairs, grid, first, window, multilook, progress)
+    frame, files = _geometry_files(layout.meta_dir, path)
+    geometry = _read_geometry(files, grid, first, window, multilook, unw.shape[1:])
+    y, x = gridlib.pixel_centres(grid.transform, unw.shape[1:], window.row0, window.col0, multilook)
+    ds = _build_dataset(pairs, unw, coh, geometry, (y, x), out_transform, grid.crs)
+    ds["bperp"] = ("pair", _pair_bperp(layout.meta_dir / "baselines", pairs))
+    ds.attrs.update(_attributes(layout, frame, path, multilook, wavelength))
+    if grid.crs is None:  # logged only now that every file has been read successfully
+        logger.warning("%s: no CRS in the GeoTIFFs; assumed EPSG:4326 (LiCSAR's)", first)
+    logger.info("read %d pairs (%s) from %s: %s", len(pairs), layout.name, path, dict(ds.sizes))
+    return validate(ds, source=str(path))
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _check_options(
+    bbox: tuple[float, float, float, float] | None, multilook: int, wavelength: float | None
+) -> None:
+    if bbox is not None:
+        try:
+            values = [float(v) for v in bbox]
+        except (TypeError, ValueError):
+            values = []
+        if len(values) != 4 or not np.all(np.isfinite(values)):
+            raise InputError(
+                f"bbox {bbox!r}: expected 4 numbers (lon_min, lat_min, lon_max, lat_max) in degrees"
+            )
+        lon_min, lat_min, lon_max, lat_max = values
+        if not (lon_min < lon_max and lat_min < lat_max):
+            raise InputError(
+                f"bbox {tuple(values)}: invalid, need lon_min < lon_max and lat_min < lat_max "
+                "(order: lon_min, lat_min, lon_max, lat_max)"
+            )
+    if isinstance(multilook, bool) or not isinstance(multilook, int | np.integer) or multilook < 1:
+        raise InputError(f"multilook {multilook!r}: must be an integer >= 1 (1 = no multilook)")
+    if wavelength is not None and not _positive(wavelength):
+        raise InputError(f"wavelength {wavelength!r}: must be a positive number in metres")
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(value)) and float(value) > 0)
+    except (TypeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def _find_layout(path: Path) -> _Layout:
+    """The one layout under `path` that holds interferograms."""
+    if not path.exists():
+        raise InputError(
+            f"{path}: no such folder; point at a COMET-LiCSAR frame folder (with "
+            "interferograms/ and metadata/) or a LiCSBAS GEOC folder"
+        )
+    if not path.is_dir():
+        raise InputError(f"{path}: not a folder; point at a LiCSAR frame folder or a GEOC folder")
+    own_meta = path
+    if path.name == "interferograms" and (path.parent / "metadata").is_dir():
+        own_meta = path.parent / "metadata"  # pointed inside a portal frame
+    candidates = [
+        _Layout("COMET-LiCSAR portal frame", path / "interferograms", path / "metadata"),
+        _Layout("LiCSBAS GEOC", path / "GEOC", path / "GEOC"),
+        _Layout("LiCSBAS GEOC", path, own_meta),
+    ]
+    found = [c for c in candidates if _holds_pairs(c.ifg_root)]
+    if not found:
+        raise InputError(
+            f"{path}: no interferograms found; looked for {_LAYOUT_HELP.format(p=path)}. "
+            "Point at the frame folder or the GEOC folder."
+        )
+    if len(found) > 1:
+        roots = " and ".join(str(c.ifg_root) for c in found)
+        raise InputError(
+            f"{path}: interferograms found in two places ({roots}); point at one of them"
+        )
+    return found[0]
+
+
+def _holds_pairs(root: Path) -> bool:
+    return root.is_dir() and next(root.glob(f"*/*{UNW_SUFFIX}"), None) is not None
+
+
+def _discover_pairs(layout: _Layout) -> dict[str, _Pair]:
+    """Pairs under the layout's root, keyed by label; checks names and duplicates.
+
+    Every `*.geo.unw.tif` below the root counts (so a stray copy in a sub-folder is caught
+    as a duplicate), and every folder directly in the root must be named like a pair.
+    """
+    pairs: dict[str, _Pair] = {}
+    for file in sorted(layout.ifg_root.rglob(f"*{UNW_SUFFIX}")):
+        label = file.name[: -len(UNW_SUFFIX)]
+        ref, sec = _parse_pair(label, file)
+        if label in pairs:
+            raise InputError(
+                f"pair {label} found twice: {pairs[label].unw} and {file}; "
+                "remove one copy (e.g. a backup folder)"
+            )
+        if file.parent.name != label:
+            logger.warning("%s: file of pair %s in folder %s", file, label, file.parent.name)
+        pairs[label] = _Pair(label, ref, sec, file)
+    for folder in sorted(p for p in layout.ifg_root.iterdir() if p.is_dir()):
+        if folder.name.startswith("."):
+            continue  # hidden folders (e.g. notebook checkpoints) are not products
+        _parse_pair(folder.name, folder)
+        if not any(p.unw.parent == folder for p in pairs.values()):
+            logger.warning("%s: no %s file; pair skipped", folder, UNW_SUFFIX)
+    return pairs
+
+
+def _parse_pair(label: str, where: Path) -> tuple[np.datetime64, np.datetime64]:
+    """(ref, sec) dates of a pair name 'YYYYMMDD_YYYYMMDD', or InputError naming `where`."""
+    fix = "rename it to earlier_later dates YYYYMMDD_YYYYMMDD or remove it"
+    match = PAIR_RE.match(label)
+    if not match:
+        raise InputError(f"{where}: '{label}' is not a pair name YYYYMMDD_YYYYMMDD; {fix}")
+    try:
+        ref, sec = (datetime.strptime(d, "%Y%m%d") for d in match.groups())
+    except ValueError as exc:
+        raise InputError(
+            f"{where}: '{label}' does not hold two valid dates ({exc}); {fix}"
+        ) from exc
+    if ref >= sec:
+        raise InputError(f"{where}: pair '{label}' has its first date not before the second; {fix}")
+    return np.datetime64(ref.date(), "ns"), np.datetime64(sec.date(), "ns")
+
+
+def _select_pairs(
+    pairs: dict[str, _Pair], exclude_pairs: Sequence[str], layout: _Layout
+) -> list[_Pair]:
+    """Pairs minus the excluded ones, ordered by (ref, sec); checks coherence files exist."""
+    excluded = [exclude_pairs] if isinstance(exclude_pairs, str) else list(exclude_pairs)
+    unknown = [label for label in excluded if label not in pairs]
+    if unknown:
+        some = ", ".join(sorted(pairs)[:5])
+        raise InputError(
+            f"exclude_pairs: {', '.join(map(str, unknown))} not found in {layout.ifg_root}; "
+            f"existing pairs include {some} ({len(pairs)} in all). Fix the pair label(s)."
+        )
+    kept = sorted((p for p in pairs.values() if p.label not in excluded), key=_pair_key)
+    if not kept:
+        raise InputError(f"{layout.ifg_root}: every pair is excluded; exclude fewer pairs")
+    for pair in kept:
+        if not pair.cc.is_file():
+            raise InputError(
+                f"{pair.cc}: coherence file missing for pair {pair.label}; download it, or "
+                f"exclude the pair with {_EXCLUDE_FIX}"
+            )
+    return kept
+
+
+def _pair_key(pair: _Pair) -> tuple[np.datetime64, np.datetime64]:
+    return (pair.ref, pair.sec)
+
+
+# --------------------------------------------------------------------------- rasters
+
+
+@contextmanager
+def _open_raster(file: Path, fix: str) -> Iterator[Any]:
+    """rasterio dataset of `file`; any read failure inside becomes an InputError naming it."""
+    try:
+        with warnings.catch_warnings(), _quiet_gdal():
+            # A file without georeferencing is reported below as a grid problem instead.
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(file) as src:
+                yield src
+    except rasterio.errors.RasterioError as exc:
+        # rasterio often says only "see previous exception": the GDAL cause is the useful part.
+        detail = str(exc.__cause__ or exc)
+        raise InputError(
+            f"{file}: unreadable GeoTIFF, corrupt or incomplete ({detail}); {fix}"
+        ) from exc
+
+
+@contextmanager
+def _quiet_gdal() -> Iterator[None]:
+    """Mute GDAL's log lines while a file is read: for a damaged file they only repeat the
+    message of the InputError raised for it, ahead of it on the user's terminal."""
+    gdal_log = logging.getLogger("rasterio._env")
+    level = gdal_log.level
+    gdal_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        gdal_log.setLevel(level)
+
+
+def _raster_grid(src: Any) -> _Grid:
+    return _Grid((int(src.height), int(src.width)), src.transform, src.crs)
+
+
+def _probe_grid(file: Path) -> _Grid:
+    """Grid of the first interferogram, which every other file must match."""
+    with _open_raster(file, f"download it again or exclude the pair with {_EXCLUDE_FIX}") as src:
+        grid = _raster_grid(src)
+    try:
+        gridlib.check_north_up(grid.transform)
+    except ValueError as exc:
+        raise InputError(f"{file}: {exc}; LiCSAR products are north-up WGS84 grids") from exc
+    if grid.crs is not None and not grid.crs.is_geographic:
+        raise InputError(
+            f"{file}: CRS {grid.crs.to_string()} is not geographic; LiCSAR products are "
+            "EPSG:4326 lon/lat grids"
+        )
+    return grid
+
+
+def _read_band(
+    file: Path, grid: _Grid, grid_file: Path, window: gridlib.PixelWindow, fix: str
+) -> tuple[np.ndarray, float | None]:
+    """Band 1 of `file` inside `window`, after checking the file is on `grid`.
+
+    Returns (array, nodata value or None).
+    """
+    with _open_raster(file, fix) as src:
+        own = _raster_grid(src)
+        if not own.same_as(grid):
+            raise InputError(
+                f"{file}: grid ({own}) differs from that of {grid_file} ({grid}); every file "
+                f"must share one grid: {fix}"
+            )
+        win = Window(window.col0, window.row0, window.width, window.height)
+        return src.read(1, window=win), src.nodata
+
+
+def _read_window(
+    grid: _Grid, bbox: tuple[float, float, float, float] | None, factor: int, file: Path
+) -> gridlib.PixelWindow:
+    """Pixels to read: the bbox crop, trimmed to whole multilook blocks."""
+    window = gridlib.PixelWindow(0, grid.shape[0], 0, grid.shape[1])
+    if bbox is not None:
+        crop = gridlib.bbox_window(grid.transform, grid.shape, tuple(float(v) for v in bbox))
+        if crop is None:
+            data = tuple(round(v, 7) for v in gridlib.extent(grid.transform, grid.shape))
+            raise InputError(
+                f"bbox {tuple(bbox)} (lon_min, lat_min, lon_max, lat_max) does not intersect "
+                f"the data extent {data} of {file}; choose a bbox inside the data extent"
+            )
+        window = crop
+    if factor > min(window.shape):
+        raise InputError(
+            f"multilook {factor} is larger than the {'cropped ' if bbox else ''}grid of "
+            f"{window.height}x{window.width} px ({file}); use a smaller factor or a larger bbox"
+        )
+    ny, nx = gridlib.multilook_shape(window.shape, factor)
+    return gridlib.PixelWindow(
+        window.row0, window.row0 + ny * factor, window.col0, window.col0 + nx * factor
+    )
+
+
+def _read_pairs(
+    pairs: list[_Pair],
+    grid: _Grid,
+    grid_file: Path,
+    window: gridlib.PixelWindow,
+    factor: int,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """unw [rad] and coh [0..1] arrays (pair, y, x) float32, cropped and multilooked."""
+    shape = (len(pairs), *gridlib.multilook_shape(window.shape, factor))
+    unw = np.empty(shape, dtype=np.float32)
+    coh = np.empty(shape, dtype=np.float32)
+    fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
+    for k, pair in enumerate(_progress(pairs, progress, "reading interferograms")):
+        phase = _decode_float(*_read_band(pair.unw, grid, grid_file, window, fix))
+        if np.isnan(phase).all():
+            raise InputError(
+                f"{pair.unw}: no valid data (every pixel read is 0 = no data); remove the "
+                f"pair or exclude it with exclude_pairs="
+                f"['{pair.label}'] (CLI: --exclude-pair {pair.label})"
+            )
+        cc = _decode_cc(*_read_band(pair.cc, grid, grid_file, window, fix), pair.cc)
+        unw[k] = gridlib.multilook(phase, factor)
+        coh[k] = gridlib.multilook(cc, factor)
+    return unw, coh
+
+
+def _progress(items: list[_Pair], enabled: bool, desc: str) -> Iterable[_Pair]:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="pair")
+
+
+def _nodata_mask(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where `array` is no data: 0 (LiCSAR), non-finite, or the file's nodata tag."""
+    bad = array == 0
+    if np.issubdtype(array.dtype, np.floating):
+        bad |= ~np.isfinite(array)
+    if nodata is not None and np.isfinite(nodata):
+        bad |= array == nodata
+    return bad
+
+
+def _decode_float(array: np.ndarray, nodata: float | None) -> np.ndarray:
+    """float32 copy with no data -> NaN (unw keeps the file's sign: factor +1)."""
+    out = array.astype(np.float32)
+    out[_nodata_mask(array, nodata)] = np.nan
+    return out
+
+
+def _decode_cc(array: np.ndarray, nodata: float | None, file: Path) -> np.ndarray:
+    """Coherence 0..1 float32 from uint8 0-255 (current) or float 0-1 (older); 0 -> NaN."""
+    if array.dtype == np.uint8:
+        out = array.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(array.dtype, np.floating):
+        out = array.astype(np.float32)
+    else:
+        raise InputError(
+            f"{file}: coherence of data type {array.dtype}; expected uint8 (0-255) or "
+            "float32 (0-1): re-download the pair or exclude it"
+        )
+    out[_nodata_mask(array, nodata)] = np.nan
+    return out
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _geometry_files(meta_dir: Path, path: Path) -> tuple[str, dict[str, Path]]:
+    """Frame id and the existing {component: file} geometry files in `meta_dir`."""
+    found: dict[str, dict[str, Path]] = {}
+    if meta_dir.is_dir():
+        for file in sorted(meta_dir.iterdir()):
+            match = _GEOMETRY_RE.match(file.name)
+            if match and file.is_file():
+                found.setdefault(match[1], {})[match[2]] = file
+    if len(found) > 1:
+        raise InputError(
+            f"{meta_dir}: geometry files of several frames ({', '.join(sorted(found))}); "
+            "keep only those of the frame whose interferograms are read"
+        )
+    if found:
+        frame, files = next(iter(found.items()))
+    else:
+        frame, files = _frame_from_path(path), {}
+    missing = [f"{frame or '{FRAME}'}.geo.{c}.tif" for c in GEOMETRY_FILES if c not in files]
+    if missing:
+        logger.warning(
+            "%s: geometry file(s) %s missing; the matching variables are NaN "
+            "(the inversion does not need them)",
+            meta_dir,
+            ", ".join(missing),
+        )
+    return frame, files
+
+
+def _frame_from_path(path: Path) -> str:
+    """Frame id found in the folder names (portal paths end in {track}/{frame})."""
+    for part in reversed(path.resolve().parts):
+        match = FRAME_RE.search(part)
+        if match:
+            return match[0]
+    return ""
+
+
+def _read_geometry(
+    files: dict[str, Path],
+    grid: _Grid,
+    grid_file: Path,
+    window: gridlib.PixelWindow,
+    factor: int,
+    shape: tuple[int, int],
+) -> dict[str, np.ndarray]:
+    """los_e/n/u, height, incidence (y, x) float32 on the output grid; NaN where missing."""
+    fix = "use the metadata files of the same frame as the interferograms"
+    out = {}
+    for component, name in GEOMETRY_FILES.items():
+        if component in files:
+            values = _decode_float(*_read_band(files[component], grid, grid_file, window, fix))
+            out[name] = gridlib.multilook(values, factor)
+        else:
+            out[name] = np.full(shape, np.nan, dtype=np.float32)
+    if factor > 1:
+        # A block mean of unit vectors is slightly shorter than 1: restore unit length.
+        norm = np.sqrt(out["los_e"] ** 2 + out["los_n"] ** 2 + out["los_u"] ** 2)
+        for name in ("los_e", "los_n", "los_u"):
+            out[name] = (out[name] / norm).astype(np.float32)
+    out["incidence"] = np.degrees(np.arccos(np.clip(out["los_u"], -1.0, 1.0))).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def read_baselines(path: Path) -> dict[str, float]:
+    """Perpendicular baseline [m] of each epoch 'YYYYMMDD' relative to the frame master.
+
+    Reads the current 4-column form ``frame_master epoch bperp btemp`` and the old 9-column
+    form ``num mdate sdate bp dt dt_m_sm dt_s_sm bp_m_sm bp_s_sm`` (columns 8 and 9 are the
+    baselines of mdate and sdate relative to the single master). Returns {} with a logged
+    warning if the file is missing; unparseable lines are skipped with a warning.
+    """
+    path = Path(path)
+    if not path.is_file():
+        logger.warning("%s: baselines file missing; bperp is NaN for every pair", path)
+        return {}
+    epochs: dict[str, float] = {}
+    masters: set[str] = set()
+    bad_lines = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        cols = line.split()
+        if not cols or cols[0].startswith("#"):
+            continue
+        try:
+            epochs.update(_baseline_row(cols))
+        except ValueError:
+            bad_lines.append(number)
+            continue
+        if len(cols) == 4:
+            masters.add(cols[0])
+    for master in masters:
+        # The frame master is listed as an epoch (bperp 0) only in some products.
+        epochs.setdefault(master, 0.0)
+    if bad_lines:
+        logger.warning("%s: skipped unparseable line(s) %s", path, bad_lines[:10])
+    if not epochs:
+        logger.warning("%s: no baselines found; bperp is NaN for every pair", path)
+    return epochs
+
+
+def _baseline_row(cols: list[str]) -> dict[str, float]:
+    """{epoch: bperp} from one row of either form; ValueError if it is neither."""
+    if len(cols) == 4:
+        _epoch(cols[0])
+        return {_epoch(cols[1]): float(cols[2])}
+    if len(cols) == 9:
+        return {_epoch(cols[1]): float(cols[7]), _epoch(cols[2]): float(cols[8])}
+    raise ValueError(f"expected 4 or 9 columns, got {len(cols)}")
+
+
+def _epoch(text: str) -> str:
+    """`text` if it is a YYYYMMDD date, else ValueError."""
+    if len(text) != 8:
+        raise ValueError(f"not a YYYYMMDD date: {text}")
+    datetime.strptime(text, "%Y%m%d")
+    return text
+
+
+def _pair_bperp(path: Path, pairs: list[_Pair]) -> np.ndarray:
+    """bperp[sec] - bperp[ref] [m] per pair, float32; NaN (with a warning) where unknown."""
+    epochs = read_baselines(path)
+    bperp = np.full(len(pairs), np.nan, dtype=np.float32)
+    missing: set[str] = set()
+    for k, pair in enumerate(pairs):
+        ref, sec = pair.label.split("_")
+        if ref in epochs and sec in epochs:
+            bperp[k] = epochs[sec] - epochs[ref]
+        else:
+            missing.update(d for d in (ref, sec) if d not in epochs)
+    if missing and epochs:
+        logger.warning(
+            "%s: no baseline for epoch(s) %s; bperp is NaN for the pairs using them",
+            path,
+            ", ".join(sorted(missing)[:10]),
+        )
+    return bperp
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def read_metadata_txt(path: Path) -> dict[str, str]:
+    """key=value pairs of a LiCSAR metadata.txt ({} if the file is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    items = {}
+    for line in path.read_text(errors="replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            items[key.strip()] = value.strip()
+    return items
+
+
+def orbit_direction(heading: float | None, frame: str) -> str:
+    """'ascending'/'descending' from the heading [deg] (|heading| < 90 -> ascending, after
+    wrapping to -180..180), else from the frame id letter; 'unknown' if neither is known."""
+    if heading is not None and np.isfinite(heading):
+        wrapped = (heading + 180.0) % 360.0 - 180.0
+        return "ascending" if abs(wrapped) < 90.0 else "descending"
+    if FRAME_RE.fullmatch(frame):
+        return "ascending" if frame[3] == "A" else "descending"
+    return "unknown"
+
+
+def _attributes(
+    layout: _Layout, frame: str, path: Path, multilook: int, wavelength: float | None
+) -> dict[str, Any]:
+    meta = read_metadata_txt(layout.meta_dir / "metadata.txt")
+    try:
+        heading: float | None = float(meta["heading"])
+    except (KeyError, ValueError):
+        heading = None
+    direction = orbit_direction(heading, frame)
+    if direction == "unknown":
+        logger.warning(
+            "%s: orbit direction unknown (no heading in metadata.txt, no frame id)", path
+        )
+    return {
+        "wavelength": float(wavelength) if wavelength is not None else SENTINEL1_WAVELENGTH,
+        "platform": "Sentinel-1",
+        "orbit_direction": direction,
+        "track": int(frame[:3]) if FRAME_RE.fullmatch(frame) else 0,
+        "frame": frame,
+        "processor": "COMET-LiCSAR",
+        "source": str(path),
+        "multilook": int(multilook),
+    }
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _build_dataset(
+    pairs: list[_Pair],
+    unw: np.ndarray,
+    coh: np.ndarray,
+    geometry: dict[str, np.ndarray],
+    centres: tuple[np.ndarray, np.ndarray],
+    transform: Affine,
+    crs: CRS | None,
+) -> xr.Dataset:
+    y, x = centres
+    dims = ("pair", "y", "x")
+    data_vars: dict[str, Any] = {"unw": (dims, unw), "coh": (dims, coh)}
+    data_vars.update({name: (("y", "x"), values) for name, values in geometry.items()})
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "pair": np.array([p.label for p in pairs], dtype=str),
+            "ref_date": ("pair", np.array([p.ref for p in pairs], dtype="datetime64[ns]")),
+            "sec_date": ("pair", np.array([p.sec for p in pairs], dtype="datetime64[ns]")),
+            "y": y,
+            "x": x,
+        },
+    )
+    ds = ds.rio.write_crs(crs if crs is not None else CRS.from_epsg(4326))
+    return ds.rio.write_transform(transform)

@@ -1,0 +1,130 @@
+"""End-to-end SBAS on simulated scenes, scored against the simulator's truth."""
+
+import numpy as np
+import pytest
+
+from mtinsar import stack as stack_store
+from mtinsar.config import RunConfig
+from mtinsar.errors import NetworkError
+from mtinsar.model import linear_velocity
+from mtinsar.network import Network
+from mtinsar.pipeline import load_input, run_sbas
+from mtinsar.simulate import load_truth
+from mtinsar.simulate.score import referenced_truth, score_result
+
+
+@pytest.fixture(scope="module")
+def default_run(default_frame):
+    stack = load_input(default_frame, RunConfig())
+    return stack, run_sbas(stack, RunConfig()), load_truth(default_frame)
+
+
+def test_noise_free_scene_is_recovered_exactly(noise_free_frame):
+    sbas = run_sbas(load_input(noise_free_frame, RunConfig()), RunConfig())
+    truth = load_truth(noise_free_frame)
+    res = sbas.result
+    vel, disp = referenced_truth(truth, res.attrs["reference_y"], res.attrs["reference_x"])
+    assert np.isfinite(res["velocity"].values).all()
+    assert np.abs(res["velocity"].values - vel).max() <= 1e-4
+    assert np.abs(res["displacement"].values - disp).max() <= 1e-4
+    np.testing.assert_allclose(res["temporal_coherence"].values, 1.0, atol=1e-4)
+    assert sbas.summary["n_pixels_reliable"] == res["mask"].size
+
+
+def test_default_scene_velocity_within_noise_bound(default_run):
+    """Velocity RMSE is no worse than the injected noise explains.
+
+    The SBAS velocity of a pixel carries two noise terms the skeleton does not correct:
+    1. the per-date nuisances (turbulent and stratified troposphere, DEM-error term), which
+       are consistent in every pair, so the inversion passes them through unchanged: their
+       contribution is exactly the linear fit of `truth.nuisance` relative to the
+       reference pixel;
+    2. decorrelation noise, independent between pairs with the Cramér-Rao standard deviation
+       sigma_k = sqrt((1 - g_k^2) / (2 L g_k^2)) (L looks, g_k the pair coherence); through the
+       linear maps inversion -> velocity fit, velocity = c . unw, its variance is
+       sum_k c_k^2 sigma_k^2 (lambda / 4 pi)^2, with c from the full network (pixels that lost
+       pairs have somewhat larger variance, hence the 30 % margin).
+    The expected RMSE is sqrt(mean(term1^2 + term2)); the test asks the measured RMSE to lie
+    within [0.5, 1.3] times it, so both a bad estimator and a bound that is too loose fail.
+    """
+    stack, sbas, truth = default_run
+    res = sbas.result
+    ry, rx = res.attrs["reference_y"], res.attrs["reference_x"]
+    t_years = (res["time"].values - res["time"].values[0]) / np.timedelta64(1, "D") / 365.25
+
+    nuis = truth["nuisance"].values
+    v_nuis, _ = linear_velocity(t_years, nuis.reshape(nuis.shape[0], -1))
+    v_nuis = v_nuis.reshape(nuis.shape[1:])
+    term1 = v_nuis - v_nuis[ry, rx]
+
+    net = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
+    tc = t_years - t_years.mean()
+    g = tc / (tc @ tc)  # velocity = g . displacement
+    c = g[1:] @ np.linalg.pinv(net.design_matrix())  # velocity per unit pair phase
+    coh = stack["coh"].values.astype(float)
+    looks = truth.attrs["looks"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma2 = (1 - coh**2) / (2 * looks * coh**2)
+    scale = (stack.attrs["wavelength"] / (4 * np.pi)) ** 2
+    term2 = np.einsum("k,kyx->yx", c**2, np.nan_to_num(sigma2)) * scale
+
+    score = score_result(res, truth)
+    coherent = truth["coherent"].values & np.isfinite(res["velocity"].values)
+    expected = np.sqrt(np.mean(term1[coherent] ** 2 + term2[coherent]))
+    assert 0.5 * expected <= score["velocity_rmse"] <= 1.3 * expected, (score, expected)
+    assert score["coverage"] >= 0.95
+
+
+def test_disconnected_pixels_are_masked_and_counted(default_run):
+    """The simulated ploughed field loses every pair spanning its ploughing date."""
+    _, sbas, truth = default_run
+    res = sbas.result
+    n_comp = res["n_components"].values
+    has_data = res["n_valid_pairs"].values > 0
+    disconnected = has_data & (n_comp > 1)
+    field = truth["ploughed"].values
+    assert field.sum() > 20 and (n_comp[field & has_data] >= 2).all()
+    assert sbas.summary["n_pixels_disconnected"] == disconnected.sum() >= (field & has_data).sum()
+    assert np.isnan(res["velocity"].values[disconnected]).all()
+    assert not res["mask"].values[disconnected].any()
+    assert sbas.summary["n_pixels_no_data"] == (~has_data).sum() >= truth["water"].values.sum()
+
+
+def test_uplift_is_positive(noise_free_frame):
+    res = run_sbas(load_input(noise_free_frame, RunConfig()), RunConfig()).result
+    truth = load_truth(noise_free_frame)
+    vel, _ = referenced_truth(truth, res.attrs["reference_y"], res.attrs["reference_x"])
+    up = vel > 0.01  # the simulated uplift zone, relative to the reference
+    assert up.sum() > 20
+    assert (res["velocity"].values[up] > 0).all()
+    assert (res["displacement"].values[-1][up] > 0).all()
+    down = vel < -0.05
+    assert (res["velocity"].values[down] < 0).all()
+
+
+def test_stack_store_gives_the_same_result_as_the_folder(noise_free_frame, tmp_path):
+    cfg = RunConfig()
+    direct = run_sbas(load_input(noise_free_frame, cfg), cfg).result
+    stack_store.save(load_input(noise_free_frame, cfg), tmp_path / "stack.zarr", chunk_size=32)
+    cfg.ingest.chunk_size = 32  # several blocks: exercises the block loop too
+    stored = run_sbas(load_input(tmp_path / "stack.zarr", cfg), cfg).result
+    np.testing.assert_allclose(stored["velocity"], direct["velocity"], atol=1e-7)
+    np.testing.assert_allclose(stored["displacement"], direct["displacement"], atol=1e-7)
+
+
+def test_given_reference_point_is_used(noise_free_frame):
+    truth = load_truth(noise_free_frame)
+    lon, lat = float(truth["x"][10]), float(truth["y"][12])
+    cfg = RunConfig.model_validate({"reference": {"lon": lon, "lat": lat}})
+    res = run_sbas(load_input(noise_free_frame, cfg), cfg).result
+    assert (res.attrs["reference_y"], res.attrs["reference_x"]) == (12, 10)
+    assert res.attrs["reference_method"] == "given"
+
+
+def test_network_split_into_groups_is_refused(noise_free_frame):
+    stack = load_input(noise_free_frame, RunConfig())
+    dates = stack_store.dates(stack)
+    cut = dates[len(dates) // 2]
+    bridging = (stack["ref_date"].values < cut) & (stack["sec_date"].values >= cut)
+    with pytest.raises(NetworkError, match="2 groups"):
+        run_sbas(stack.isel(pair=~bridging), RunConfig())
