@@ -339,6 +339,33 @@ def test_dem_error_term_is_proportional_to_bperp():
     np.testing.assert_allclose(diff, -K4PI * bperp_pair[k] * factor, atol=2e-5)
 
 
+def test_ramp_is_a_low_order_polynomial_per_date():
+    scene = simulate_scene(SceneConfig.noise_free(**SMALL, ramp=True))
+    nuis = scene.truth["nuisance"].values.astype(np.float64)
+    assert (nuis[0] == 0).all()
+    yn, xn = np.meshgrid(
+        np.linspace(-1, 1, SMALL["ny"]), np.linspace(-1, 1, SMALL["nx"]), indexing="ij"
+    )
+    basis = np.stack([np.ones_like(xn), xn, yn, xn * yn, xn**2, yn**2]).reshape(6, -1).T
+    for k in range(1, len(scene.dates)):
+        coef, *_ = np.linalg.lstsq(basis, nuis[k].ravel(), rcond=None)
+        np.testing.assert_allclose(basis @ coef, nuis[k].ravel(), atol=1e-7)
+    span = nuis[1:].max(axis=(1, 2)) - nuis[1:].min(axis=(1, 2))
+    assert 0.01 < np.median(span) < 0.1  # ~1 cm per half width, relative to the first date
+
+
+def test_gap_splits_the_network_in_two():
+    from mtinsar.simulate.scene import gap_index
+
+    scene = simulate_scene(SceneConfig.noise_free(**SMALL, gap_days=60))
+    g = gap_index(len(scene.dates))
+    assert scene.dates[g] - scene.dates[g - 1] == np.timedelta64(60, "D")
+    assert not any(i < g <= j for i, j in scene.pairs)
+    assert not network_is_connected(len(scene.dates), scene.pairs)
+    base = simulate_scene(SceneConfig.noise_free(**SMALL))
+    assert (scene.dates[:g] == base.dates[:g]).all()
+
+
 def test_turbulence_spectrum_and_amplitude():
     slopes = []
     for seed in range(4):

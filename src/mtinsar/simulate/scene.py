@@ -66,6 +66,7 @@ ZERO_PHASE_REPLACEMENT = np.float32(1e-6)
 # Independent random streams (the second entry of every seed tuple).
 _S_DATES, _S_NETWORK, _S_BPERP, _S_DEM, _S_COVER, _S_TEXTURE = 1, 2, 3, 4, 5, 6
 _S_TURB, _S_STRAT, _S_DEMERR, _S_PAIRS, _S_UNWERR, _S_DEFO, _S_NOISE = 7, 8, 9, 10, 11, 12, 13
+_S_RAMP = 14
 
 _PRESETS: dict[str, dict[str, int]] = {
     "small": {"ny": 200, "nx": 250, "n_dates": 40},
@@ -79,6 +80,7 @@ _NUISANCE_FLAGS = (
     "decorrelation",
     "water",
     "field_event",
+    "ramp",
 )
 
 
@@ -125,6 +127,23 @@ class SceneConfig(BaseModel):
         0.01,
         ge=0,
         description="Std of the per-date delay/height coefficient [m per km]. Default 0.01.",
+    )
+    ramp: bool = Field(
+        False,
+        description="Long-wavelength ramp per date (orbit/ionosphere residual): planar plus a "
+        "weaker quadratic part. Default off.",
+    )
+    ramp_std_m: float = Field(
+        0.01,
+        ge=0,
+        description="Std of each date's planar ramp coefficients, per half scene width [m]. "
+        "Default 0.01.",
+    )
+    gap_days: int = Field(
+        0,
+        ge=0,
+        description="A data gap of this many days after the middle date, with no pair spanning "
+        "it (e.g. snow cover), so the network splits in two (0 = none). Default 0.",
     )
     dem_error: bool = Field(True, description="DEM error (baseline-dependent term). Default on.")
     dem_error_std_m: float = Field(10.0, ge=0, description="Std of the DEM error [m]. Default 10.")
@@ -236,8 +255,15 @@ def acquisition_dates(config: SceneConfig) -> np.ndarray:
     if n_gaps:
         where = rng.choice(np.arange(1, n - 1), size=n_gaps, replace=False)
         steps[where] = 12 * (1 + rng.integers(1, 3, size=n_gaps))
+    if config.gap_days:
+        steps[gap_index(n) - 1] = config.gap_days
     offsets = np.concatenate([[0], np.cumsum(steps)])
     return np.datetime64(config.start_date, "D") + offsets.astype("timedelta64[D]")
+
+
+def gap_index(n_dates: int) -> int:
+    """Index of the first date after the `gap_days` data gap."""
+    return n_dates // 2
 
 
 def licsar_network(dates: np.ndarray, seed: int) -> list[tuple[int, int]]:
@@ -498,6 +524,14 @@ def _nuisance_cube(
         factor = dem_error / (SLANT_RANGE_M * np.sin(np.deg2rad(incidence.astype(np.float64))))
         for k in range(n):
             cube[k] += (bperp[k] * factor).astype(np.float32)
+    if config.ramp:
+        coef = _rng(config.seed, _S_RAMP).normal(0.0, config.ramp_std_m, size=(n, 5))
+        coef[:, 2:] *= 0.3  # the quadratic part is weaker than the plane
+        coef -= coef[0]  # relative to the first date, like every nuisance
+        yn = np.linspace(-1.0, 1.0, shape[0])[:, None]
+        xn = np.linspace(-1.0, 1.0, shape[1])[None, :]
+        basis = np.stack(np.broadcast_arrays(xn, yn, xn * yn, xn**2 - 1 / 3, yn**2 - 1 / 3))
+        cube += np.einsum("kt,tyx->kyx", coef, basis).astype(np.float32)
     if config.turbulence and config.turbulence_std_m > 0:
         rng = _rng(config.seed, _S_TURB)
         first = power_law_field(rng, shape, beta=8.0 / 3.0) * np.float32(config.turbulence_std_m)
@@ -754,6 +788,9 @@ def simulate_scene(config: SceneConfig) -> Scene:
     grid = _grid(config)
     dates = acquisition_dates(config)
     pairs = licsar_network(dates, config.seed)
+    if config.gap_days:
+        gap = gap_index(len(dates))
+        pairs = [(i, j) for i, j in pairs if not i < gap <= j]
     bperp = perpendicular_baselines(len(dates), config.seed)
     t_years = years_since(dates, dates[0])
     logger.debug(
