@@ -50,6 +50,7 @@ def test_run_writes_every_output(result_dir):
     umask = os.umask(0)
     os.umask(umask)
     assert result_dir.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0o700
+    assert not list(result_dir.parent.glob(".*"))  # no work or temporary folder left behind
     summary = json.loads((result_dir / "summary.json").read_text())
     assert summary["n_pairs"] > 0 and summary["software"].startswith("mtinsar")
     assert set(summary["timings_s"]) >= {"statistics", "reference", "inversion"}

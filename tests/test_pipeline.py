@@ -128,3 +128,17 @@ def test_network_split_into_groups_is_refused(noise_free_frame):
     bridging = (stack["ref_date"].values < cut) & (stack["sec_date"].values >= cut)
     with pytest.raises(NetworkError, match="2 groups"):
         run_sbas(stack.isel(pair=~bridging), RunConfig())
+
+
+def test_streamed_result_equals_the_in_memory_one(noise_free_frame, tmp_path):
+    cfg = RunConfig()
+    cfg.ingest.chunk_size = 24  # several blocks, uneven at the edges
+    stack = load_input(noise_free_frame, cfg)
+    in_memory = run_sbas(stack, cfg).result
+    streamed = run_sbas(stack, cfg, store=tmp_path / "work.zarr")
+    assert streamed.result["displacement"].chunks is not None  # lazy, read from the store
+    assert (tmp_path / "work.zarr" / "zarr.json").is_file()
+    for name in ("displacement", "velocity", "temporal_coherence", "mask", "n_components"):
+        np.testing.assert_array_equal(streamed.result[name].values, in_memory[name].values)
+    assert streamed.result.rio.crs == in_memory.rio.crs
+    assert streamed.summary["n_pixels_reliable"] == in_memory["mask"].values.sum()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,6 +132,13 @@ def run(
     exclude_pair: ExcludeOpt = None,
     ref_lon: Annotated[float | None, typer.Option(help="Reference longitude [deg].")] = None,
     ref_lat: Annotated[float | None, typer.Option(help="Reference latitude [deg].")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler: threads (default), processes, synchronous, or a "
+            "dask.distributed address tcp://host:port."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """SBAS time series and velocity from a stack or product folder, in one command."""
@@ -141,6 +149,7 @@ def run(
         config,
         ingest=_ingest_overrides(bbox, multilook, exclude_pair),
         reference={"lon": ref_lon, "lat": ref_lat},
+        execution={"scheduler": scheduler},
     )
     summary = _run(source, out, cfg, progress=not quiet)
     _print_summary(summary, out)
@@ -148,11 +157,20 @@ def run(
 
 def _run(source: Path, out: Path, cfg: Any, progress: bool) -> dict:
     from mtinsar import output, pipeline
+    from mtinsar.execution import executor
 
     output.check_writable(out)  # fail before hours of work, not after
     stack = pipeline.load_input(source, cfg, progress=progress)
-    sbas = pipeline.run_sbas(stack, cfg, progress=progress)
-    output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The time series streams to a work store beside `out` (bounded memory), which the
+    # result folder then adopts; a failed run leaves no temporary folder behind.
+    with (
+        executor(cfg.execution),
+        tempfile.TemporaryDirectory(prefix=f".{out.name}.work-", dir=out.parent) as work,
+    ):
+        store = Path(work) / "timeseries.zarr"
+        sbas = pipeline.run_sbas(stack, cfg, progress=progress, store=store)
+        output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
     return sbas.summary
 
 

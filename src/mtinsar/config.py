@@ -7,8 +7,9 @@ appears there with its description, so a config file only needs the keys it chan
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,36 +21,86 @@ class _Section(BaseModel):
 
 
 class IngestConfig(_Section):
-    """Reading products into an interferogram stack."""
+    """Reading products into an interferogram stack: selection, multilook, format options."""
 
     bbox: tuple[float, float, float, float] | None = Field(
         None,
-        description="Crop to [lon_min, lat_min, lon_max, lat_max] in degrees (EPSG:4326). "
-        "Unset: the whole frame.",
+        description="Crop to [x_min, y_min, x_max, y_max] in `selection_crs` (default: "
+        "lon_min, lat_min, lon_max, lat_max in degrees). Unset: the whole frame.",
     )
-    multilook: int = Field(
-        1, ge=1, description="Integer multilook factor applied after cropping (1 = none)."
+    polygon: str | None = Field(
+        None,
+        description="Crop to a GeoJSON polygon: a file path or the GeoJSON text (Geometry, "
+        "Feature or FeatureCollection). Its CRS is the GeoJSON 'crs' member if present, else "
+        "`selection_crs`. Pixels outside it are no data. Unset: no polygon.",
+    )
+    selection_crs: str = Field(
+        "EPSG:4326",
+        description="CRS of `bbox` and of a `polygon` without a 'crs' member (any string "
+        "pyproj understands, e.g. EPSG:32614).",
+    )
+    start_date: date | None = Field(
+        None, description="Keep only pairs whose both dates are on or after this day. Unset: all."
+    )
+    end_date: date | None = Field(
+        None, description="Keep only pairs whose both dates are on or before this day. Unset: all."
+    )
+    max_temporal_baseline_days: int | None = Field(
+        None, ge=1, description="Keep only pairs spanning at most this many days. Unset: all."
+    )
+    include_pairs: list[str] = Field(
+        default_factory=list,
+        description='Keep only these pairs, as "YYYYMMDD_YYYYMMDD" names (empty: all).',
     )
     exclude_pairs: list[str] = Field(
         default_factory=list,
         description='Pairs to leave out, as "YYYYMMDD_YYYYMMDD" names.',
     )
+    multilook: int = Field(
+        1, ge=1, description="Integer multilook factor applied after cropping (1 = none)."
+    )
     wavelength: float | None = Field(
         None,
         gt=0,
-        description="Radar wavelength [m]. Unset: from the product metadata, else Sentinel-1 "
-        "C-band 0.05546576 m.",
+        description="Radar wavelength [m]; overrides the product metadata. Unset: from the "
+        "metadata (generic GeoTIFF: required there), else Sentinel-1 C-band 0.05546576 m.",
     )
     chunk_size: int = Field(
         256, ge=16, description="Spatial chunk size [pixels] of the Zarr stack store."
+    )
+    geotiff_unw_patterns: list[str] = Field(
+        default_factory=lambda: ["*unw*"],
+        description="Generic GeoTIFF stacks: file-name patterns (shell-style, case-insensitive, "
+        "without the .tif/.tiff extension) of the unwrapped-phase files.",
+    )
+    geotiff_coh_patterns: list[str] = Field(
+        default_factory=lambda: ["*cc*", "*coh*", "*cor*"],
+        description="Generic GeoTIFF stacks: file-name patterns of the coherence files "
+        "(matched to their pair by the dates).",
+    )
+    geotiff_dem_patterns: list[str] = Field(
+        default_factory=lambda: ["*dem*", "*hgt*", "*height*"],
+        description="Generic GeoTIFF stacks: file-name patterns of the DEM (a file without "
+        "pair dates). None found: height is NaN.",
+    )
+    geotiff_phase_sign: Literal[1, -1] = Field(
+        1,
+        description="Generic GeoTIFF stacks: 1 if positive phase is motion away from the "
+        "satellite (GAMMA, ISCE, SNAP, MintPy), -1 if towards it (e.g. ARIA GUNW exports).",
     )
 
     @field_validator("bbox")
     @classmethod
     def _ordered(cls, v: tuple[float, float, float, float] | None) -> Any:
         if v is not None and not (v[0] < v[2] and v[1] < v[3]):
-            raise ValueError("bbox must be [lon_min, lat_min, lon_max, lat_max] with min < max")
+            raise ValueError("bbox must be [x_min, y_min, x_max, y_max] with min < max")
         return v
+
+    @model_validator(mode="after")
+    def _date_range(self) -> IngestConfig:
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise ValueError("start_date must not be after end_date")
+        return self
 
 
 class ReferenceConfig(_Section):
@@ -105,6 +156,19 @@ class OutputConfig(_Section):
     )
 
 
+class ExecutionConfig(_Section):
+    """How the chunked computations run (Dask)."""
+
+    scheduler: str = Field(
+        "threads",
+        description="Dask scheduler: 'threads', 'processes', 'synchronous' (one thread, for "
+        "debugging), or a dask.distributed scheduler address such as 'tcp://host:8786'.",
+    )
+    n_workers: int | None = Field(
+        None, ge=1, description="Threads or processes of a local scheduler (default: all cores)."
+    )
+
+
 class RunConfig(_Section):
     """Everything `mtinsar run` needs. Each section documents its keys."""
 
@@ -113,6 +177,7 @@ class RunConfig(_Section):
     inversion: InversionConfig = Field(default_factory=InversionConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
 
 def load_config(path: str | Path | None = None, **overrides: dict[str, Any]) -> RunConfig:

@@ -54,24 +54,31 @@ def _is_foreign(path: Path) -> bool:
 def write_results(
     run: SbasRun, out_dir: str | Path, config: OutputConfig, chunk_size: int = 256
 ) -> Path:
-    """Write the result folder `out_dir` (replacing an earlier result there) and return it."""
+    """Write the result folder `out_dir` (replacing an earlier result there) and return it.
+
+    A result streamed to a local store (`run.store`) is moved into the folder, not copied;
+    `run.result` must not be read afterwards.
+    """
     out_dir = Path(out_dir)
     result = run.result
     check_writable(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        chunks = {"time": -1, "y": chunk_size, "x": chunk_size}
-        with warnings.catch_warnings():
-            # Consolidated metadata is kept on purpose (one read to open the store, also on
-            # object storage) although Zarr v3 has not standardised it yet.
-            warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-            result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
         if config.cog:
             for name in COG_LAYERS:
                 write_cog(result[name], tmp / f"{name}.tif")
         if config.figures:
             _write_figures(run, tmp / "figures", config)
+        if run.store is not None and run.store.is_dir():
+            shutil.move(run.store, tmp / "timeseries.zarr")  # streamed there already: adopt it
+        else:
+            chunks = {"time": -1, "y": chunk_size, "x": chunk_size}
+            with warnings.catch_warnings():
+                # Consolidated metadata is kept on purpose (one read to open the store, also
+                # on object storage) although Zarr v3 has not standardised it yet.
+                warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+                result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
         (tmp / SUMMARY).write_text(json.dumps(run.summary, indent=2))
         _swap_in(tmp, out_dir)
     finally:

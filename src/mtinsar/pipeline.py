@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from mtinsar import __version__
 from mtinsar import stack as stack_store
@@ -28,6 +29,7 @@ from mtinsar.corrections.reference import (
     reference_phase,
 )
 from mtinsar.errors import NetworkError
+from mtinsar.execution import map_pixels, progress_bar
 from mtinsar.inversion import invert_sbas
 from mtinsar.model import linear_velocity
 from mtinsar.network import Network
@@ -53,6 +55,27 @@ class SbasRun:
     summary: dict
     network: Network
     pair_coherence: np.ndarray  # (pair,) mean coherence of each pair
+    store: Path | None = None  # the Zarr store the result was streamed to, if any
+
+
+_INVERSION_LAYERS = ("velocity", "velocity_std", "temporal_coherence", "n_components")
+
+
+def _block_inversion(
+    unw: np.ndarray,
+    ref_phase: np.ndarray,
+    network: Network,
+    to_metres: float,
+    min_group_size: int,
+) -> np.ndarray:
+    """Displacement per date [m] and the `_INVERSION_LAYERS` of one block, stacked."""
+    shape = unw.shape[1:]
+    flat = unw.reshape(network.n_pairs, -1).astype(np.float64) - ref_phase[:, None]
+    res = invert_sbas(flat, network, min_group_size=min_group_size)
+    d = res.phase * to_metres
+    v, v_std = linear_velocity(years_since(network.dates, network.dates[0]), d)
+    stacked = np.concatenate([d, np.stack([v, v_std, res.temporal_coherence, res.n_components])])
+    return stacked.reshape(-1, *shape).astype(np.float32)
 
 
 @dataclass
@@ -77,17 +100,6 @@ class _Stage:
         self.timer.seconds[self.name] = round(time.perf_counter() - self.start, 3)
 
 
-def blocks(ny: int, nx: int, size: int) -> Iterator[tuple[slice, slice]]:
-    """Row/column slices tiling an (ny, nx) grid in size x size blocks."""
-    for y0 in range(0, ny, size):
-        for x0 in range(0, nx, size):
-            yield slice(y0, min(y0 + size, ny)), slice(x0, min(x0 + size, nx))
-
-
-def _n_blocks(ny: int, nx: int, size: int) -> int:
-    return -(-ny // size) * -(-nx // size)
-
-
 def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> xr.Dataset:
     """Open a stack store, or read a product folder into an in-memory stack."""
     path = Path(path)
@@ -106,35 +118,30 @@ def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> x
     )
 
 
-def stack_statistics(
-    stack: xr.Dataset, network: Network, size: int, progress: bool = False
-) -> StackStats:
-    """One pass over the stack for the statistics that choose the reference and feed plots."""
-    ny, nx = stack.sizes["y"], stack.sizes["x"]
-    mean_coh = np.full((ny, nx), np.nan, dtype=np.float32)
-    n_valid = np.zeros((ny, nx), dtype=np.int32)
-    rate = np.full((ny, nx), np.nan, dtype=np.float32)
-    coh_sum = np.zeros(network.n_pairs)
-    coh_count = np.zeros(network.n_pairs)
-    spans = network.temporal_baselines()[:, None, None]
-    bar = tqdm(
-        blocks(ny, nx, size), total=_n_blocks(ny, nx, size), desc="statistics", disable=not progress
-    )
-    for ys, xs in bar:
-        unw = np.asarray(stack["unw"][:, ys, xs].values, dtype=np.float64)
-        coh = np.asarray(stack["coh"][:, ys, xs].values, dtype=np.float64)
-        valid = np.isfinite(unw)
-        count = valid.sum(axis=0)
-        n_valid[ys, xs] = count
-        ok_coh = np.isfinite(coh) & valid
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_coh[ys, xs] = np.where(ok_coh, coh, 0).sum(0) / ok_coh.sum(0)
-            rate[ys, xs] = np.where(valid, unw, 0).sum(0) / np.where(valid, spans, 0).sum(0)
-        coh_sum += np.where(ok_coh, coh, 0).sum(axis=(1, 2))
-        coh_count += ok_coh.sum(axis=(1, 2))
+def stack_statistics(stack: xr.Dataset, network: Network, progress: bool = False) -> StackStats:
+    """One pass over the (dask-chunked) stack for the reference choice and the plots."""
+    unw, coh = stack["unw"].data, stack["coh"].data
+    spans = network.temporal_baselines().astype(np.float64)
+    pixel = map_pixels(_block_statistics, [unw, coh], n_out=3, spans=spans)
+    ok = da.isfinite(unw) & da.isfinite(coh)
+    coh_sum = da.where(ok, coh, 0).sum(axis=(1, 2), dtype=np.float64)
+    coh_count = ok.sum(axis=(1, 2))
+    with progress_bar("statistics", progress):
+        pixel, coh_sum, coh_count = dask.compute(pixel, coh_sum, coh_count)
     with np.errstate(invalid="ignore", divide="ignore"):
         pair_coh = coh_sum / coh_count
-    return StackStats(mean_coh, n_valid, rate, pair_coh)
+    return StackStats(pixel[0], pixel[1].astype(np.int32), pixel[2], pair_coh)
+
+
+def _block_statistics(unw: np.ndarray, coh: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """(mean coherence, valid-pair count, phase rate [rad/day]) of one block, stacked."""
+    valid = np.isfinite(unw)
+    ok_coh = np.isfinite(coh) & valid
+    s = spans[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_coh = np.where(ok_coh, coh, 0).sum(0, dtype=np.float64) / ok_coh.sum(0)
+        rate = np.where(valid, unw, 0).sum(0, dtype=np.float64) / np.where(valid, s, 0).sum(0)
+    return np.stack([mean_coh, valid.sum(0), rate]).astype(np.float32)
 
 
 def choose_reference(
@@ -152,22 +159,28 @@ def choose_reference(
     )
 
 
-def run_sbas(stack: xr.Dataset, config: RunConfig, progress: bool = False) -> SbasRun:
+def run_sbas(
+    stack: xr.Dataset,
+    config: RunConfig,
+    progress: bool = False,
+    store: str | Path | None = None,
+) -> SbasRun:
     """SBAS time series of an `IfgStack`: the result Dataset and a run summary.
 
     Displacement is LOS [m], positive towards the satellite, relative to the first date and
-    the reference pixel (DESIGN §3).
+    the reference pixel (DESIGN §3). With `store` (a Zarr path) the result is streamed there
+    block by block and returned lazily, so memory stays bounded by the chunk size; without,
+    it is computed in memory.
     """
     timer = Timer()
     network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
     _require_connected(network, stack.attrs.get("source", "the stack"))
-    ny, nx = stack.sizes["y"], stack.sizes["x"]
     size = config.ingest.chunk_size
+    lazy = stack.chunk({"pair": -1, "y": size, "x": size})
     wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
-    to_metres = phase_to_displacement(wavelength)
 
     with timer("statistics"):
-        stats = stack_statistics(stack, network, size, progress)
+        stats = stack_statistics(lazy, network, progress)
     with timer("reference"):
         ref = choose_reference(stack, stats, network, config)
         r = config.reference.radius
@@ -176,38 +189,39 @@ def run_sbas(stack: xr.Dataset, config: RunConfig, progress: bool = False) -> Sb
         ].values
         ref_phase = reference_phase(np.asarray(window, dtype=np.float64))
 
-    t_years = years_since(network.dates, network.dates[0])
-    disp = np.full((network.n_dates, ny, nx), np.nan, dtype=np.float32)
-    layers = {
-        name: np.full((ny, nx), np.nan, dtype=np.float32)
-        for name in ("velocity", "velocity_std", "temporal_coherence")
-    }
-    n_comp = np.zeros((ny, nx), dtype=np.int16)
     with timer("inversion"):
-        bar = tqdm(
-            blocks(ny, nx, size),
-            total=_n_blocks(ny, nx, size),
-            desc="inversion",
-            disable=not progress,
+        out = map_pixels(
+            _block_inversion,
+            [lazy["unw"].data],
+            n_out=network.n_dates + 4,
+            ref_phase=ref_phase,
+            network=network,
+            to_metres=phase_to_displacement(wavelength),
+            min_group_size=config.inversion.min_group_size,
         )
-        for ys, xs in bar:
-            unw = np.asarray(stack["unw"][:, ys, xs].values, dtype=np.float64)
-            shape = unw.shape[1:]
-            flat = unw.reshape(network.n_pairs, -1) - ref_phase[:, None]
-            res = invert_sbas(flat, network, min_group_size=config.inversion.min_group_size)
-            d = res.phase * to_metres
-            v, v_std = linear_velocity(t_years, d)
-            disp[:, ys, xs] = d.reshape(-1, *shape)
-            layers["velocity"][ys, xs] = v.reshape(shape)
-            layers["velocity_std"][ys, xs] = v_std.reshape(shape)
-            layers["temporal_coherence"][ys, xs] = res.temporal_coherence.reshape(shape)
-            n_comp[ys, xs] = res.n_components.reshape(shape)
-
-    solved = n_comp == 1
-    mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
-    result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
+        disp = out[: network.n_dates]
+        layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
+        n_comp = layers.pop("n_components").astype(np.int16)
+        solved = n_comp == 1
+        mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
+        result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
+        with progress_bar("inversion", progress):
+            result = _materialise(result, store)
     summary = _summary(result, stats, network, ref, timer)
-    return SbasRun(result, summary, network, stats.pair_coherence)
+    return SbasRun(
+        result, summary, network, stats.pair_coherence, None if store is None else Path(store)
+    )
+
+
+def _materialise(result: xr.Dataset, store: str | Path | None) -> xr.Dataset:
+    """Compute a lazy result in memory, or stream it to the Zarr `store` and reopen it."""
+    if store is None:
+        return result.compute()
+    with warnings.catch_warnings():
+        # Consolidated metadata on purpose: one read opens the store (also on object storage).
+        warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+        result.to_zarr(store, mode="w", zarr_format=3)
+    return xr.open_zarr(store, decode_coords="all")
 
 
 _VARIABLE_ATTRS = {
