@@ -105,18 +105,14 @@ def ingest(
     _setup_logging(quiet)
     from mtinsar import stack
     from mtinsar.config import load_config
-    from mtinsar.io.licsar import read_licsar
+    from mtinsar.execution import executor
+    from mtinsar.pipeline import read_products
 
-    cfg = load_config(config, ingest=_ingest_overrides(bbox, multilook, exclude_pair)).ingest
-    ds = read_licsar(
-        products,
-        bbox=cfg.bbox,
-        multilook=cfg.multilook,
-        exclude_pairs=cfg.exclude_pairs,
-        wavelength=cfg.wavelength,
-        progress=not quiet,
-    )
-    stack.save(ds, store, chunk_size=cfg.chunk_size)
+    run_cfg = load_config(config, ingest=_ingest_overrides(bbox, multilook, exclude_pair))
+    cfg = run_cfg.ingest
+    with executor(run_cfg.execution):
+        ds = read_products(products, cfg, progress=not quiet)
+        stack.save(ds, store, chunk_size=cfg.chunk_size, progress=not quiet)
     typer.echo(
         f"stack of {ds.sizes['pair']} pairs, {ds.sizes['y']}x{ds.sizes['x']} px written to {store}"
     )

@@ -20,7 +20,7 @@ import xarray as xr
 
 from mtinsar import __version__
 from mtinsar import stack as stack_store
-from mtinsar.config import RunConfig
+from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
 from mtinsar.corrections.reference import (
     ReferencePoint,
@@ -101,19 +101,24 @@ class _Stage:
 
 
 def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> xr.Dataset:
-    """Open a stack store, or read a product folder into an in-memory stack."""
+    """Open a stack store, or read a product folder into a (lazy) stack."""
     path = Path(path)
     if (path / "zarr.json").is_file():  # a Zarr v3 group: a stack store made by `ingest`
         return stack_store.open(path)
+    return read_products(path, config.ingest, progress)
+
+
+def read_products(path: str | Path, config: IngestConfig, progress: bool = False) -> xr.Dataset:
+    """Read a product folder into an IfgStack whose pixels load lazily, chunk by chunk."""
     from mtinsar.io.licsar import read_licsar
 
-    ing = config.ingest
     return read_licsar(
         path,
-        bbox=ing.bbox,
-        multilook=ing.multilook,
-        exclude_pairs=ing.exclude_pairs,
-        wavelength=ing.wavelength,
+        bbox=config.bbox,
+        multilook=config.multilook,
+        exclude_pairs=config.exclude_pairs,
+        wavelength=config.wavelength,
+        chunk_size=config.chunk_size,
         progress=progress,
     )
 
@@ -126,8 +131,10 @@ def stack_statistics(stack: xr.Dataset, network: Network, progress: bool = False
     ok = da.isfinite(unw) & da.isfinite(coh)
     coh_sum = da.where(ok, coh, 0).sum(axis=(1, 2), dtype=np.float64)
     coh_count = ok.sum(axis=(1, 2))
+    unw_count = da.isfinite(unw).sum(axis=(1, 2))
     with progress_bar("statistics", progress):
-        pixel, coh_sum, coh_count = dask.compute(pixel, coh_sum, coh_count)
+        pixel, coh_sum, coh_count, unw_count = dask.compute(pixel, coh_sum, coh_count, unw_count)
+    stack_store.check_pairs_have_data(stack, unw_count)
     with np.errstate(invalid="ignore", divide="ignore"):
         pair_coh = coh_sum / coh_count
     return StackStats(pixel[0], pixel[1].astype(np.int32), pixel[2], pair_coh)

@@ -25,12 +25,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401 - registers .rio so opened stacks expose ds.rio.crs
 import xarray as xr
-from dask.callbacks import Callback
 
 from mtinsar.errors import InputError
+from mtinsar.execution import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +179,22 @@ def _few(items: np.ndarray, n: int = 5) -> str:
 # --------------------------------------------------------------------------- dates
 
 
+def check_pairs_have_data(ds: xr.Dataset, n_valid: np.ndarray) -> None:
+    """Raise InputError if a pair has no valid pixel; `n_valid` (pair,) counts valid unw.
+
+    Readers load pixels lazily, so this runs where the pixels are first read (the run's
+    statistics pass, the ingest write) rather than in the reader.
+    """
+    empty = np.asarray(ds["pair"].values)[np.asarray(n_valid) == 0]
+    if empty.size:
+        source = ds.attrs.get("source", "the stack")
+        raise InputError(
+            f"{source}: pair {_few(empty)} has no valid data (every pixel is no data); remove "
+            f"it or exclude it with exclude_pairs=['{empty[0]}'] (CLI: --exclude-pair "
+            f"{empty[0]})"
+        )
+
+
 def dates(ds: xr.Dataset) -> np.ndarray:
     """Sorted unique acquisition dates (datetime64[D]) of the stack's pairs."""
     both = np.concatenate([np.asarray(ds["ref_date"].values), np.asarray(ds["sec_date"].values)])
@@ -224,11 +242,10 @@ def _write(ds: xr.Dataset, target: Path, chunk_size: int, progress: bool, label:
     delayed = out.to_zarr(
         target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False
     )
-    if progress:
-        with _progress_callback(f"writing {label}"):
-            delayed.compute()
-    else:
-        delayed.compute()
+    n_valid = da.isfinite(out["unw"].data).sum(axis=(1, 2))
+    with progress_bar(f"writing {label}", progress):
+        _, n_valid = dask.compute(delayed, n_valid)  # one pass over the pixels
+    check_pairs_have_data(ds, n_valid)
 
 
 def _prepare(ds: xr.Dataset, chunk_size: int) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
@@ -272,27 +289,6 @@ def _replace(tmp: Path, path: Path) -> None:
         os.rename(old, path)  # put the previous store back
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _progress_callback(desc: str) -> Callback:
-    """Dask callback driving a tqdm bar (on stderr) over the write tasks."""
-    from tqdm.auto import tqdm
-
-    bars: list[Any] = []  # made once dask knows the number of tasks
-
-    def start_state(dsk: Any, state: dict[str, Any]) -> None:
-        total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        bars.append(tqdm(total=total, desc=desc, unit="task"))
-
-    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        if bars:
-            bars[-1].update(1)
-
-    def finish(dsk: Any, state: Any, errored: bool) -> None:
-        if bars:
-            bars[-1].close()
-
-    return Callback(start_state=start_state, posttask=posttask, finish=finish)
 
 
 # --------------------------------------------------------------------------- open

@@ -293,14 +293,14 @@ def test_bbox_crop_equals_sub_array_and_reads_only_the_window(frame, monkeypatch
 
     monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
     bbox = (10.003, 45.0 - 0.007, 10.009, 45.0 - 0.002)  # rows 2..6, cols 3..8
-    ds = read_licsar(frame.root, bbox=bbox)
+    ds = read_licsar(frame.root, bbox=bbox).load()  # pixels load lazily: load them now
+    cropped = list(reads)
     full = read_licsar(frame.root)
     np.testing.assert_array_equal(ds["unw"].values, frame.unw[:, 2:7, 3:9])
     # Same values and bit-identical coordinates as the full grid's: crops align exactly.
     sub = full.isel(y=slice(2, 7), x=slice(3, 9))
     xr.testing.assert_identical(ds.drop_vars("spatial_ref"), sub.drop_vars("spatial_ref"))
     assert_transform(ds, (POSTING, 0, 10.003, 0, -POSTING, 44.998))
-    cropped = reads[: len(reads) // 2]  # the first read_licsar call
     assert len(cropped) == 2 * len(LABELS) + 4  # unw + cc per pair, E/N/U/hgt
     assert all((w.row_off, w.col_off, w.height, w.width) == (2, 3, 5, 6) for w in cropped)
 
@@ -460,7 +460,7 @@ def test_truncated_geotiff(frame):
     data = frame.unw_file(0).read_bytes()
     frame.unw_file(0).write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=f"{frame.unw_file(0)}: unreadable GeoTIFF"):
-        read_licsar(frame.root)
+        read_licsar(frame.root).load()  # the header survives: the pixels fail when read
 
 
 def test_missing_crs_assumes_wgs84_with_warning(tmp_path, caplog):
@@ -501,14 +501,18 @@ def test_missing_coherence_file(frame):
         read_licsar(frame.root)
 
 
-def test_all_nodata_pair(frame):
+def test_all_nodata_pair(frame, tmp_path):
+    """Pixels load lazily: an empty pair is reported where they are first read (ingest)."""
     write_tif(frame.unw_file(1), np.zeros((NY, NX), np.float32))
     with pytest.raises(InputError) as err:
-        read_licsar(frame.root)
+        stack.save(read_licsar(frame.root), tmp_path / "out" / "stack.zarr")
     message = str(err.value)
-    assert str(frame.unw_file(1)) in message and "no valid data" in message
+    assert str(frame.root) in message and LABELS[1] in message and "no valid data" in message
     assert f"--exclude-pair {LABELS[1]}" in message
-    assert read_licsar(frame.root, exclude_pairs=[LABELS[1]]).sizes["pair"] == 4
+    assert not list((tmp_path / "out").iterdir())  # no partial store left behind
+    kept = read_licsar(frame.root, exclude_pairs=[LABELS[1]])
+    assert stack.save(kept, tmp_path / "out" / "stack.zarr").is_dir()
+    assert kept.sizes["pair"] == 4
 
 
 def test_bbox_outside_data_gives_both_extents(frame):

@@ -37,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.errors
@@ -117,6 +118,7 @@ def read_licsar(
     multilook: int = 1,
     exclude_pairs: Sequence[str] = (),
     wavelength: float | None = None,
+    chunk_size: int = 256,
     progress: bool = False,
 ) -> xr.Dataset:
     """Read a COMET-LiCSAR frame folder (portal or LiCSBAS GEOC layout) into an IfgStack.
@@ -125,8 +127,10 @@ def read_licsar(
     are kept and only they are read. multilook: integer factor, NaN-aware block mean applied
     after cropping (trailing rows/columns that do not fill a block are dropped).
     exclude_pairs: pair labels "YYYYMMDD_YYYYMMDD" to leave out. wavelength [m]: defaults to
-    Sentinel-1's. Returns a validated, numpy-backed IfgStack; raises InputError naming the
-    file or value at fault.
+    Sentinel-1's. Returns a validated IfgStack whose unw/coh are dask arrays read lazily in
+    (all pairs, chunk_size, chunk_size) blocks (geometry is read now); raises InputError
+    naming the file or value at fault. A pair without any valid pixel is reported when the
+    pixels are first read (`mtinsar.stack.check_pairs_have_data`).
     """
     path = Path(path)
     _check_options(bbox, multilook, wavelength)
@@ -136,7 +140,7 @@ def read_licsar(
     grid = _probe_grid(first)
     window = _read_window(grid, bbox, multilook, first)
     out_transform = gridlib.window_transform(grid.transform, window.row0, window.col0, multilook)
-    unw, coh = _read_pairs(pairs, grid, first, window, multilook, progress)
+    unw, coh = _lazy_pairs(pairs, grid, first, window, multilook, chunk_size, progress)
     frame, files = _geometry_files(layout.meta_dir, path)
     geometry = _read_geometry(files, grid, first, window, multilook, unw.shape[1:])
     y, x = gridlib.pixel_centres(grid.transform, unw.shape[1:], window.row0, window.col0, multilook)
@@ -389,31 +393,66 @@ def _read_window(
     )
 
 
-def _read_pairs(
+def _lazy_pairs(
     pairs: list[_Pair],
     grid: _Grid,
     grid_file: Path,
     window: gridlib.PixelWindow,
     factor: int,
+    chunk_size: int,
     progress: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """unw [rad] and coh [0..1] arrays (pair, y, x) float32, cropped and multilooked."""
-    shape = (len(pairs), *gridlib.multilook_shape(window.shape, factor))
-    unw = np.empty(shape, dtype=np.float32)
-    coh = np.empty(shape, dtype=np.float32)
+) -> tuple[da.Array, da.Array]:
+    """Lazy unw [rad] and coh [0..1] (pair, y, x) float32, cropped and multilooked.
+
+    Every file's header is checked now (grid, readability), so a bad file fails before any
+    work; pixels are read later, one chunk_size x chunk_size block of every pair per task,
+    which bounds memory by the chunk size whatever the frame size.
+    """
     fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
-    for k, pair in enumerate(_progress(pairs, progress, "reading interferograms")):
-        phase = _decode_float(*_read_band(pair.unw, grid, grid_file, window, fix))
-        if np.isnan(phase).all():
-            raise InputError(
-                f"{pair.unw}: no valid data (every pixel read is 0 = no data); remove the "
-                f"pair or exclude it with exclude_pairs="
-                f"['{pair.label}'] (CLI: --exclude-pair {pair.label})"
-            )
-        cc = _decode_cc(*_read_band(pair.cc, grid, grid_file, window, fix), pair.cc)
-        unw[k] = gridlib.multilook(phase, factor)
-        coh[k] = gridlib.multilook(cc, factor)
+    for pair in _progress(pairs, progress, "checking interferograms"):
+        for file in (pair.unw, pair.cc):
+            with _open_raster(file, fix) as src:
+                own = _raster_grid(src)
+            if not own.same_as(grid):
+                raise InputError(
+                    f"{file}: grid ({own}) differs from that of {grid_file} ({grid}); every "
+                    f"file must share one grid: {fix}"
+                )
+    ny, nx = gridlib.multilook_shape(window.shape, factor)
+    chunks = ((len(pairs),), _split(ny, chunk_size), _split(nx, chunk_size))
+    meta = np.empty((0, 0, 0), dtype=np.float32)
+    common = {"window": window, "factor": factor, "chunks": chunks, "dtype": np.float32}
+    unw = da.map_blocks(_read_block, files=[p.unw for p in pairs], kind="unw", meta=meta, **common)
+    coh = da.map_blocks(_read_block, files=[p.cc for p in pairs], kind="cc", meta=meta, **common)
     return unw, coh
+
+
+def _split(n: int, size: int) -> tuple[int, ...]:
+    return tuple(min(size, n - i) for i in range(0, n, size))
+
+
+def _read_block(
+    files: list[Path],
+    kind: str,
+    window: gridlib.PixelWindow,
+    factor: int,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """One output block (every pair) of unw or cc, decoded and multilooked."""
+    _, (y0, y1), (x0, x1) = block_info[None]["array-location"]  # type: ignore[index]
+    win = Window(
+        window.col0 + x0 * factor, window.row0 + y0 * factor, (x1 - x0) * factor, (y1 - y0) * factor
+    )
+    out = np.empty((len(files), y1 - y0, x1 - x0), dtype=np.float32)
+    fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
+    for k, file in enumerate(files):
+        with _open_raster(file, fix) as src:
+            values, nodata = src.read(1, window=win), src.nodata
+        decoded = (
+            _decode_float(values, nodata) if kind == "unw" else _decode_cc(values, nodata, file)
+        )
+        out[k] = gridlib.multilook(decoded, factor)
+    return out
 
 
 def _progress(items: list[_Pair], enabled: bool, desc: str) -> Iterable[_Pair]:
