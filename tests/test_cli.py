@@ -44,7 +44,8 @@ def result_dir(noise_free_frame, tmp_path_factory):
 def test_run_writes_every_output(result_dir):
     for name in ("velocity", "velocity_std", "temporal_coherence", "mask"):
         assert (result_dir / f"{name}.tif").is_file()
-    for name in ("velocity", "network", "coherence_matrix", "timeseries"):
+    assert (result_dir / "report.html").stat().st_size > 10_000
+    for name in ("velocity", "quality", "network", "coherence_matrix", "timeseries"):
         img = matplotlib.image.imread(result_dir / "figures" / f"{name}.png")
         assert img.shape[1] > 200 and img.std() > 0  # a real, non-blank picture
     umask = os.umask(0)

@@ -150,7 +150,7 @@ class OutputConfig(_Section):
     """What goes into the result folder."""
 
     cog: bool = Field(True, description="Write Cloud-Optimized GeoTIFFs of the main layers.")
-    figures: bool = Field(True, description="Write PNG figures.")
+    figures: bool = Field(True, description="Write PNG figures and the HTML report.")
     n_sample_points: int = Field(
         4, ge=0, le=12, description="Number of pixels whose time series are plotted."
     )

@@ -6,7 +6,8 @@ Layout of `OUT/`:
     velocity_std.tif        its standard deviation [m/yr]
     temporal_coherence.tif  0..1
     mask.tif                1 = reliable pixel
-    figures/*.png           velocity map, network, coherence matrix, time series
+    figures/*.png           velocity map, quality maps, network, coherence matrix, time series
+    report.html             the run report, self-contained (figures embedded)
     summary.json            counts, reference, timings, version
 
 Everything is written into a temporary sibling folder first and swapped in at the end, so
@@ -31,11 +32,13 @@ from mtinsar import plot
 from mtinsar.config import OutputConfig
 from mtinsar.errors import InputError
 from mtinsar.pipeline import SbasRun
+from mtinsar.report import render_report
 
 log = logging.getLogger(__name__)
 
 COG_LAYERS = ("velocity", "velocity_std", "temporal_coherence", "mask")
 SUMMARY = "summary.json"
+REPORT = "report.html"
 
 
 def check_writable(out_dir: Path) -> None:
@@ -69,7 +72,9 @@ def write_results(
             for name in COG_LAYERS:
                 write_cog(result[name], tmp / f"{name}.tif")
         if config.figures:
-            _write_figures(run, tmp / "figures", config)
+            figures = _write_figures(run, tmp / "figures", config)
+            html = render_report(run.summary, figures, result.attrs["config"])
+            (tmp / REPORT).write_text(html, encoding="utf-8")
         if run.store is not None and run.store.is_dir():
             shutil.move(run.store, tmp / "timeseries.zarr")  # streamed there already: adopt it
         else:
@@ -99,20 +104,25 @@ def write_cog(layer: xr.DataArray, path: Path) -> None:
     data.rio.to_raster(path, driver="COG", compress="DEFLATE")
 
 
-def _write_figures(run: SbasRun, folder: Path, config: OutputConfig) -> None:
+def _write_figures(run: SbasRun, folder: Path, config: OutputConfig) -> dict[str, Path]:
+    """The PNG figures of a run; returns name -> file."""
     folder.mkdir()
     result, network = run.result, run.network
     points = plot.sample_points(result, config.n_sample_points)
     figures = {
-        "velocity.png": plot.velocity_map(result, points),
-        "network.png": plot.network_plot(network, result["bperp"].values),
-        "coherence_matrix.png": plot.coherence_matrix(network, run.pair_coherence),
+        "velocity": plot.velocity_map(result, points),
+        "quality": plot.quality_maps(result),
+        "network": plot.network_plot(network, result["bperp"].values),
+        "coherence_matrix": plot.coherence_matrix(network, run.pair_coherence),
     }
     if points:
-        figures["timeseries.png"] = plot.timeseries_plot(result, points)
+        figures["timeseries"] = plot.timeseries_plot(result, points)
+    files = {}
     for name, fig in figures.items():
-        fig.savefig(folder / name, dpi=110)
+        files[name] = folder / f"{name}.png"
+        fig.savefig(files[name], dpi=110)
         plt.close(fig)
+    return files
 
 
 def _swap_in(tmp: Path, out_dir: Path) -> None:

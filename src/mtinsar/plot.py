@@ -100,7 +100,7 @@ def timeseries_plot(result: xr.Dataset, points: list[tuple[int, int]]) -> Figure
     t = result["time"].values
     years = (t - t[0]) / np.timedelta64(1, "D") / 365.25
     for n_pt, (ax, (py, px)) in enumerate(zip(axes, points, strict=False), start=1):
-        d = result["displacement"].values[:, py, px] * 1000
+        d = result["displacement"][:, py, px].values * 1000  # one pixel: no full-cube read
         v = float(result["velocity"].values[py, px]) * 1000
         ax.plot(t, d, "o", ms=3, label="displacement")
         fit = np.nanmean(d) + v * (years - np.nanmean(years))
@@ -110,6 +110,27 @@ def timeseries_plot(result: xr.Dataset, points: list[tuple[int, int]]) -> Figure
         ax.set_ylabel("LOS [mm]")
         ax.legend(fontsize="x-small", loc="best")
     axes[-1].set_xlabel("date")
+    return fig
+
+
+def quality_maps(result: xr.Dataset) -> Figure:
+    """Velocity std [mm/yr], temporal coherence and the reliability mask, side by side."""
+    std = result["velocity_std"].values * 1000
+    finite = std[np.isfinite(std)]
+    std_max = max(float(np.percentile(finite, 99)), 1e-3) if finite.size else 1.0
+    panels = [
+        (std, "velocity std [mm/yr]", "magma_r", std_max),
+        (result["temporal_coherence"].values, "temporal coherence", "viridis", 1.0),
+        (result["mask"].values.astype(float), "mask (1 = reliable)", "Greys_r", 1.0),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained", sharey=True)
+    for ax, (data, label, cmap, vmax) in zip(axes, panels, strict=True):
+        im = ax.imshow(
+            data, cmap=cmap, vmin=0, vmax=vmax, extent=_extent(result), interpolation="nearest"
+        )
+        fig.colorbar(im, ax=ax, label=label, shrink=0.85)
+        ax.set(xlabel="longitude [deg]", title=label)
+    axes[0].set_ylabel("latitude [deg]")
     return fig
 
 
