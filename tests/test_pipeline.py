@@ -1,5 +1,7 @@
 """End-to-end SBAS on simulated scenes, scored against the simulator's truth."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from mtinsar.errors import NetworkError
 from mtinsar.model import linear_velocity
 from mtinsar.network import Network
 from mtinsar.pipeline import load_input, run_sbas
-from mtinsar.simulate import load_truth
+from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
 from mtinsar.simulate.score import referenced_truth, score_result
 
 
@@ -142,3 +144,30 @@ def test_streamed_result_equals_the_in_memory_one(noise_free_frame, tmp_path):
         np.testing.assert_array_equal(streamed.result[name].values, in_memory[name].values)
     assert streamed.result.rio.crs == in_memory.rio.crs
     assert streamed.summary["n_pixels_reliable"] == in_memory["mask"].values.sum()
+
+
+def test_unwrapping_errors_are_found_and_corrected_in_the_run(tmp_path):
+    """Injected ±2π patches: screening names the pairs, correction restores the clean RMSE.
+
+    Troposphere and DEM error are off so that the errors visibly worsen the uncorrected
+    result (with them on, the troposphere dominates the RMSE and the test could not fail).
+    """
+    quiet = {"turbulence": False, "stratified": False, "dem_error": False, "seed": 4}
+    shape = {"ny": 100, "nx": 120, "n_dates": 30}
+    scores = {}
+    for name, errors in (("clean", 0.0), ("errors", 0.05)):
+        frame = tmp_path / name
+        write_licsar(simulate_scene(SceneConfig(**shape, **quiet, unwrap_errors=errors)), frame)
+        truth = load_truth(frame)
+        for closure in (True, False):
+            cfg = RunConfig()
+            cfg.unwrap.closure = closure
+            sbas = run_sbas(load_input(frame, cfg), cfg)
+            scores[name, closure] = score_result(sbas.result, truth)["velocity_rmse"]
+            if name == "errors" and closure:
+                injected = {e["pair"] for e in json.loads(truth.attrs["unwrap_error_pairs"])}
+                flagged = set(sbas.summary["closure"]["flagged pairs"])
+                assert injected and flagged == injected
+                assert sbas.result["closure_errors"].values.max() >= 2
+    assert scores["errors", True] <= 1.1 * scores["clean", True]
+    assert scores["errors", False] > 1.1 * scores["clean", True]  # the errors did matter

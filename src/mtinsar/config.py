@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mtinsar.corrections.unwrap import UnwrapConfig
 from mtinsar.errors import ConfigError
+from mtinsar.qc import QcConfig
 
 
 class _Section(BaseModel):
@@ -173,7 +175,9 @@ class RunConfig(_Section):
     """Everything `mtinsar run` needs. Each section documents its keys."""
 
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    qc: QcConfig = Field(default_factory=QcConfig)
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    unwrap: UnwrapConfig = Field(default_factory=UnwrapConfig)
     inversion: InversionConfig = Field(default_factory=InversionConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)

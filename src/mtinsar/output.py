@@ -8,6 +8,7 @@ Layout of `OUT/`:
     mask.tif                1 = reliable pixel
     figures/*.png           velocity map, quality maps, network, coherence matrix, time series
     report.html             the run report, self-contained (figures embedded)
+    pairs.csv               per-pair QC: coherence, valid fraction, closure, kept or why not
     summary.json            counts, reference, timings, version
 
 Everything is written into a temporary sibling folder first and swapped in at the end, so
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 COG_LAYERS = ("velocity", "velocity_std", "temporal_coherence", "mask")
 SUMMARY = "summary.json"
 REPORT = "report.html"
+PAIRS = "pairs.csv"
 
 
 def check_writable(out_dir: Path) -> None:
@@ -84,6 +86,7 @@ def write_results(
                 # on object storage) although Zarr v3 has not standardised it yet.
                 warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
                 result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
+        run.pairs.to_dataframe().to_csv(tmp / PAIRS)
         (tmp / SUMMARY).write_text(json.dumps(run.summary, indent=2))
         _swap_in(tmp, out_dir)
     finally:

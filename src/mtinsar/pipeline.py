@@ -7,18 +7,23 @@ holds every pair of a (block x block) pixel window, never the whole stack.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from scipy.sparse import csr_matrix
 
-from mtinsar import __version__
+from mtinsar import __version__, qc
 from mtinsar import stack as stack_store
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
@@ -28,6 +33,7 @@ from mtinsar.corrections.reference import (
     reference_from_lonlat,
     reference_phase,
 )
+from mtinsar.corrections.unwrap import correct_closure
 from mtinsar.errors import NetworkError
 from mtinsar.execution import map_pixels, progress_bar
 from mtinsar.inversion import invert_sbas
@@ -55,26 +61,42 @@ class SbasRun:
     summary: dict
     network: Network
     pair_coherence: np.ndarray  # (pair,) mean coherence of each pair
+    pairs: xr.Dataset  # per-pair QC table of every input pair: statistics, keep, reason
     store: Path | None = None  # the Zarr store the result was streamed to, if any
 
 
-_INVERSION_LAYERS = ("velocity", "velocity_std", "temporal_coherence", "n_components")
+_INVERSION_LAYERS = (
+    "velocity",
+    "velocity_std",
+    "temporal_coherence",
+    "closure_errors",
+    "n_components",
+)
 
 
 def _block_inversion(
     unw: np.ndarray,
     ref_phase: np.ndarray,
     network: Network,
+    closure: csr_matrix,
+    config: RunConfig,
     to_metres: float,
-    min_group_size: int,
 ) -> np.ndarray:
-    """Displacement per date [m] and the `_INVERSION_LAYERS` of one block, stacked."""
+    """Displacement per date [m] and the `_INVERSION_LAYERS` of one block, stacked.
+
+    Per pixel: reference, loop-closure error count, unwrapping-error correction by phase
+    closure, SBAS inversion, velocity.
+    """
     shape = unw.shape[1:]
     flat = unw.reshape(network.n_pairs, -1).astype(np.float64) - ref_phase[:, None]
-    res = invert_sbas(flat, network, min_group_size=min_group_size)
+    n_bad = qc.closure_error_count(flat, closure, config.qc.closure_threshold)
+    if config.unwrap.closure:
+        flat = correct_closure(flat, closure, config.unwrap).unw
+    res = invert_sbas(flat, network, min_group_size=config.inversion.min_group_size)
     d = res.phase * to_metres
     v, v_std = linear_velocity(years_since(network.dates, network.dates[0]), d)
-    stacked = np.concatenate([d, np.stack([v, v_std, res.temporal_coherence, res.n_components])])
+    layers = [v, v_std, res.temporal_coherence, n_bad, res.n_components]
+    stacked = np.concatenate([d, np.stack(layers)])
     return stacked.reshape(-1, *shape).astype(np.float32)
 
 
@@ -180,44 +202,146 @@ def run_sbas(
     it is computed in memory.
     """
     timer = Timer()
-    network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
-    _require_connected(network, stack.attrs.get("source", "the stack"))
+    source = stack.attrs.get("source", "the stack")
     size = config.ingest.chunk_size
     lazy = stack.chunk({"pair": -1, "y": size, "x": size})
     wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
 
+    with timer("quality control"):
+        pairs = pair_quality(lazy, config, progress)
+        qc.require_pairs_left(pairs, source)
+        stack, lazy = _keep(stack, lazy, pairs["keep"].values)
+    network = _network(stack, source)
     with timer("statistics"):
         stats = stack_statistics(lazy, network, progress)
     with timer("reference"):
         ref = choose_reference(stack, stats, network, config)
-        r = config.reference.radius
-        window = stack["unw"][
-            :, max(ref.y - r, 0) : ref.y + r + 1, max(ref.x - r, 0) : ref.x + r + 1
-        ].values
-        ref_phase = reference_phase(np.asarray(window, dtype=np.float64))
+        ref_phase = _reference_phase(stack, ref, config.reference.radius)
+    with timer("closure screening"):
+        closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
+        screening = screen_closure(lazy, ref_phase, closure, config, progress)
+        kept = qc.add_screening(pairs.sel(pair=stack["pair"].values), screening, config.qc)
+        pairs = _merge_pair_tables(pairs, kept)
+        if not kept["keep"].all():  # screening dropped pairs (qc.drop_flagged/unchecked)
+            qc.require_pairs_left(kept, source)
+            keep = kept["keep"].values
+            stack, lazy, ref_phase = *_keep(stack, lazy, keep), ref_phase[keep]
+            network = _network(stack, source)
+            stats = stack_statistics(lazy, network, progress)
+            closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
 
     with timer("inversion"):
         out = map_pixels(
             _block_inversion,
             [lazy["unw"].data],
-            n_out=network.n_dates + 4,
+            n_out=network.n_dates + len(_INVERSION_LAYERS),
             ref_phase=ref_phase,
             network=network,
+            closure=closure,
+            config=config,
             to_metres=phase_to_displacement(wavelength),
-            min_group_size=config.inversion.min_group_size,
         )
         disp = out[: network.n_dates]
         layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
         n_comp = layers.pop("n_components").astype(np.int16)
+        layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
         solved = n_comp == 1
         mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
         result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
         with progress_bar("inversion", progress):
             result = _materialise(result, store)
     summary = _summary(result, stats, network, ref, timer)
+    dropped = pairs.isel(pair=~pairs["keep"].values)
+    summary["pairs_dropped"] = [
+        {"pair": str(p), "reason": str(r)}
+        for p, r in zip(dropped["pair"].values, dropped["reason"].values, strict=True)
+    ]
+    summary["closure"] = _closure_summary(pairs, closure.shape[0])
+    summary["network"] = network.summary()
     return SbasRun(
-        result, summary, network, stats.pair_coherence, None if store is None else Path(store)
+        result,
+        summary,
+        network,
+        stats.pair_coherence,
+        pairs,
+        None if store is None else Path(store),
     )
+
+
+def pair_quality(lazy: xr.Dataset, config: RunConfig, progress: bool = False) -> xr.Dataset:
+    """Per-pair QC table (coherence, valid fraction, components; keep and reason)."""
+    arrays = [lazy["unw"].data, lazy["coh"].data]
+    if "conncomp" in lazy.data_vars:
+        arrays.append(lazy["conncomp"].data)
+    with progress_bar("quality control", progress):
+        counts = _sum_blocks(qc.pair_counts, arrays)
+    stack_store.check_pairs_have_data(lazy, counts.n_valid)  # an empty pair is an input error
+    return qc.pair_table(counts, lazy["pair"].values, config.qc)
+
+
+def screen_closure(
+    lazy: xr.Dataset,
+    ref_phase: np.ndarray,
+    closure: csr_matrix,
+    config: RunConfig,
+    progress: bool = False,
+) -> qc.Screening:
+    """Loop-closure screening of the referenced pairs for unwrapping errors."""
+
+    def counts(unw: np.ndarray) -> qc.LoopCounts:
+        referenced = unw.astype(np.float64) - ref_phase[:, None, None]
+        return qc.loop_counts(referenced, closure, config.qc.closure_threshold)[0]
+
+    with progress_bar("closure screening", progress):
+        total = _sum_blocks(counts, [lazy["unw"].data])
+    return qc.screen_pairs(total, closure, config.qc)
+
+
+def _sum_blocks(func: Callable[..., Any], arrays: list[da.Array]) -> Any:
+    """Sum of `func(*blocks)` over aligned spatial blocks (whole along the pair axis)."""
+    blocks = zip(*(a.to_delayed().ravel() for a in arrays), strict=True)
+    parts = dask.compute(*[dask.delayed(func)(*b) for b in blocks])
+    return functools.reduce(operator.add, parts)
+
+
+def _keep(stack: xr.Dataset, lazy: xr.Dataset, keep: np.ndarray) -> tuple[xr.Dataset, xr.Dataset]:
+    """Both views of the stack restricted to the pairs to `keep`."""
+    if keep.all():
+        return stack, lazy
+    return stack.isel(pair=keep), lazy.isel(pair=keep)
+
+
+def _network(stack: xr.Dataset, source: str) -> Network:
+    network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
+    _require_connected(network, source)
+    return network
+
+
+def _reference_phase(stack: xr.Dataset, ref: ReferencePoint, radius: int) -> np.ndarray:
+    """Per-pair phase [rad] of the reference window (its median)."""
+    window = stack["unw"][
+        :, max(ref.y - radius, 0) : ref.y + radius + 1, max(ref.x - radius, 0) : ref.x + radius + 1
+    ].values
+    return reference_phase(np.asarray(window, dtype=np.float64))
+
+
+def _merge_pair_tables(every: xr.Dataset, kept: xr.Dataset) -> xr.Dataset:
+    """The table of every pair, with the closure columns of those that reached screening."""
+    return kept.combine_first(every).sel(pair=every["pair"].values)
+
+
+def _closure_summary(pairs: xr.Dataset, n_loops: int) -> dict[str, Any]:
+    """Loop-closure facts for the summary and the report."""
+    flagged = pairs["unwrap_error"].fillna(False).astype(bool).values
+    rms = pairs["closure_rms"].values
+    return {
+        "loops checked": n_loops,
+        "pairs flagged with unwrapping errors": int(flagged.sum()),
+        "flagged pairs": [str(p) for p in pairs["pair"].values[flagged]],
+        "median pair closure RMS [rad]": (
+            round(float(np.nanmedian(rms)), 4) if np.isfinite(rms).any() else None
+        ),
+    }
 
 
 def _materialise(result: xr.Dataset, store: str | Path | None) -> xr.Dataset:
@@ -236,6 +360,10 @@ _VARIABLE_ATTRS = {
     "velocity": {"units": "m/yr", "long_name": "LOS velocity (linear fit)"},
     "velocity_std": {"units": "m/yr", "long_name": "formal standard deviation of velocity"},
     "temporal_coherence": {"units": "1", "long_name": "temporal coherence of the inversion"},
+    "closure_errors": {
+        "units": "1",
+        "long_name": "loops with |closure phase| > qc.closure_threshold, before correction",
+    },
     "mask": {"long_name": "reliable: connected network, temporal coherence >= threshold"},
     "n_valid_pairs": {"units": "1", "long_name": "number of valid pairs"},
     "n_components": {"units": "1", "long_name": "components of the valid-pair graph (1 = ok)"},
@@ -261,6 +389,7 @@ def _result_dataset(
         "velocity": (yx, layers["velocity"]),
         "velocity_std": (yx, layers["velocity_std"]),
         "temporal_coherence": (yx, layers["temporal_coherence"]),
+        "closure_errors": (yx, layers["closure_errors"]),
         "mask": (yx, mask),
         "n_valid_pairs": (yx, stats.n_valid.astype(np.int16)),
         "n_components": (yx, n_comp),
