@@ -37,6 +37,22 @@ ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option("--exclude-pair", help="Pair to leave out (YYYYMMDD_YYYYMMDD); repeatable."),
 ]
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--include-pair", help="Read only these pairs (YYYYMMDD_YYYYMMDD); repeatable."),
+]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(help="Product format: auto, licsar, hyp3, aria, isce or geotiff (default auto)."),
+]
+PolygonOpt = Annotated[
+    str | None, typer.Option(help="Crop to a GeoJSON polygon (file or text; any CRS).")
+]
+StartOpt = Annotated[str | None, typer.Option(help="Only pairs from this date (YYYY-MM-DD).")]
+EndOpt = Annotated[str | None, typer.Option(help="Only pairs up to this date (YYYY-MM-DD).")]
+MaxSpanOpt = Annotated[
+    int | None, typer.Option("--max-span", help="Only pairs spanning at most this many days.")
+]
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -47,12 +63,9 @@ def _setup_logging(quiet: bool) -> None:
     )
 
 
-def _ingest_overrides(
-    bbox: tuple[float, float, float, float] | None,
-    multilook: int | None,
-    exclude: list[str] | None,
-) -> dict[str, Any]:
-    return {"bbox": bbox, "multilook": multilook, "exclude_pairs": exclude or None}
+def _ingest_overrides(**options: Any) -> dict[str, Any]:
+    """The ingest options given on the command line (None and empty lists: not given)."""
+    return {key: value for key, value in options.items() if value not in (None, [])}
 
 
 @app.command()
@@ -66,18 +79,28 @@ def simulate(
     unwrap_errors: Annotated[
         float, typer.Option(help="Fraction of pairs with a ±2π unwrapping-error patch.")
     ] = 0.0,
+    format: Annotated[
+        str, typer.Option(help="Product layout: licsar, hyp3, aria, isce or geotiff.")
+    ] = "licsar",
     quiet: QuietOpt = False,
 ) -> None:
-    """Simulate a Sentinel-1 scene with known truth, written as a COMET-LiCSAR frame."""
+    """Simulate a Sentinel-1 scene with known truth, written in a product layout."""
     _setup_logging(quiet)
-    from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+    from mtinsar.simulate import WRITERS, SceneConfig, simulate_scene, write_truth
 
     if preset not in ("small", "medium", "large"):
         raise typer.BadParameter("preset must be small, medium or large", param_hint="--preset")
+    if format not in WRITERS:
+        raise typer.BadParameter(
+            f"format must be one of {', '.join(WRITERS)}", param_hint="--format"
+        )
     cfg = SceneConfig.preset(preset, seed=seed, unwrap_errors=unwrap_errors)
     if noise_free:
         cfg = SceneConfig.noise_free(**cfg.model_dump(exclude=_NUISANCES))
-    write_licsar(simulate_scene(cfg), out, progress=not quiet)
+    scene = simulate_scene(cfg)
+    WRITERS[format](scene, out, progress=not quiet)
+    if not (out / "truth.zarr").exists():
+        write_truth(scene.truth, out / "truth.zarr")
     typer.echo(f"scene written to {out} (truth in {out / 'truth.zarr'})")
 
 
@@ -93,12 +116,24 @@ _NUISANCES = {
 
 @app.command()
 def ingest(
-    products: Annotated[Path, typer.Argument(help="LiCSAR frame folder or LiCSBAS GEOC folder.")],
+    products: Annotated[
+        Path,
+        typer.Argument(
+            help="Product folder: LiCSAR frame or GEOC folder, HyP3 products, ARIA GUNW files, "
+            "ISCE2 topsStack, or per-pair GeoTIFFs."
+        ),
+    ],
     store: Annotated[Path, typer.Argument(help="Zarr stack store to write.")],
     config: ConfigOpt = None,
+    format: FormatOpt = None,
     bbox: BboxOpt = None,
-    multilook: MultilookOpt = None,
+    polygon: PolygonOpt = None,
+    start_date: StartOpt = None,
+    end_date: EndOpt = None,
+    max_span: MaxSpanOpt = None,
+    include_pair: IncludeOpt = None,
     exclude_pair: ExcludeOpt = None,
+    multilook: MultilookOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Read interferogram products into a Zarr stack store."""
@@ -106,9 +141,22 @@ def ingest(
     from mtinsar import stack
     from mtinsar.config import load_config
     from mtinsar.execution import executor
-    from mtinsar.pipeline import read_products
+    from mtinsar.io.products import read_products
 
-    run_cfg = load_config(config, ingest=_ingest_overrides(bbox, multilook, exclude_pair))
+    run_cfg = load_config(
+        config,
+        ingest=_ingest_overrides(
+            format=format,
+            bbox=bbox,
+            polygon=polygon,
+            start_date=start_date,
+            end_date=end_date,
+            max_temporal_baseline_days=max_span,
+            include_pairs=include_pair,
+            exclude_pairs=exclude_pair,
+            multilook=multilook,
+        ),
+    )
     cfg = run_cfg.ingest
     with executor(run_cfg.execution):
         ds = read_products(products, cfg, progress=not quiet)
@@ -123,11 +171,17 @@ def run(
     source: Annotated[Path, typer.Argument(help="Stack store (from `ingest`) or product folder.")],
     out: Annotated[Path, typer.Argument(help="Result folder (replaced if it holds a result).")],
     config: ConfigOpt = None,
+    format: FormatOpt = None,
     bbox: BboxOpt = None,
-    multilook: MultilookOpt = None,
+    polygon: PolygonOpt = None,
+    start_date: StartOpt = None,
+    end_date: EndOpt = None,
+    max_span: MaxSpanOpt = None,
+    include_pair: IncludeOpt = None,
     exclude_pair: ExcludeOpt = None,
-    ref_lon: Annotated[float | None, typer.Option(help="Reference longitude [deg].")] = None,
-    ref_lat: Annotated[float | None, typer.Option(help="Reference latitude [deg].")] = None,
+    multilook: MultilookOpt = None,
+    ref_lon: Annotated[float | None, typer.Option(help="Reference longitude (degrees).")] = None,
+    ref_lat: Annotated[float | None, typer.Option(help="Reference latitude (degrees).")] = None,
     scheduler: Annotated[
         str | None,
         typer.Option(
@@ -143,7 +197,17 @@ def run(
 
     cfg = load_config(
         config,
-        ingest=_ingest_overrides(bbox, multilook, exclude_pair),
+        ingest=_ingest_overrides(
+            format=format,
+            bbox=bbox,
+            polygon=polygon,
+            start_date=start_date,
+            end_date=end_date,
+            max_temporal_baseline_days=max_span,
+            include_pairs=include_pair,
+            exclude_pairs=exclude_pair,
+            multilook=multilook,
+        ),
         reference={"lon": ref_lon, "lat": ref_lat},
         execution={"scheduler": scheduler},
     )

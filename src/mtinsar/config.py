@@ -25,6 +25,18 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     """Reading products into an interferogram stack: selection, multilook, format options."""
 
+    format: Literal["auto", "licsar", "hyp3", "aria", "isce", "geotiff"] = Field(
+        "auto",
+        description="Product format: auto (detected from file names), licsar (COMET-LiCSAR "
+        "frame or LiCSBAS GEOC folder), hyp3 (ASF HyP3 INSAR_GAMMA folders/zips), aria (JPL "
+        "ARIA GUNW netCDF files, frames mosaicked), isce (ISCE2 topsStack merged/ folder), "
+        "geotiff (generic per-pair GeoTIFFs).",
+    )
+    dem: str | None = Field(
+        None,
+        description="DEM raster [m] for products without heights (ARIA GUNW): sets `height` "
+        "and the height at which geometry cubes are read. Unset: geometry at 0 m, height NaN.",
+    )
     bbox: tuple[float, float, float, float] | None = Field(
         None,
         description="Crop to [x_min, y_min, x_max, y_max] in `selection_crs` (default: "

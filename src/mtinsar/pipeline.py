@@ -21,11 +21,12 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from pyproj import Transformer
 from scipy.sparse import csr_matrix
 
 from mtinsar import __version__, qc
 from mtinsar import stack as stack_store
-from mtinsar.config import IngestConfig, RunConfig
+from mtinsar.config import RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
 from mtinsar.corrections.reference import (
     ReferencePoint,
@@ -37,6 +38,7 @@ from mtinsar.corrections.unwrap import correct_closure
 from mtinsar.errors import NetworkError
 from mtinsar.execution import map_pixels, progress_bar
 from mtinsar.inversion import invert_sbas
+from mtinsar.io.products import read_products
 from mtinsar.model import linear_velocity
 from mtinsar.network import Network
 
@@ -127,22 +129,7 @@ def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> x
     path = Path(path)
     if (path / "zarr.json").is_file():  # a Zarr v3 group: a stack store made by `ingest`
         return stack_store.open(path)
-    return read_products(path, config.ingest, progress)
-
-
-def read_products(path: str | Path, config: IngestConfig, progress: bool = False) -> xr.Dataset:
-    """Read a product folder into an IfgStack whose pixels load lazily, chunk by chunk."""
-    from mtinsar.io.licsar import read_licsar
-
-    return read_licsar(
-        path,
-        bbox=config.bbox,
-        multilook=config.multilook,
-        exclude_pairs=config.exclude_pairs,
-        wavelength=config.wavelength,
-        chunk_size=config.chunk_size,
-        progress=progress,
-    )
+    return read_products(path, config.ingest, progress)  # lazy: pixels load chunk by chunk
 
 
 def stack_statistics(stack: xr.Dataset, network: Network, progress: bool = False) -> StackStats:
@@ -180,9 +167,8 @@ def choose_reference(
     all_valid = stats.n_valid == network.n_pairs
     ref = config.reference
     if ref.lon is not None and ref.lat is not None:
-        return reference_from_lonlat(
-            ref.lon, ref.lat, stack["x"].values, stack["y"].values, all_valid
-        )
+        x, y = _lonlat_transformer(stack, inverse=True).transform(ref.lon, ref.lat)
+        return reference_from_lonlat(x, y, stack["x"].values, stack["y"].values, all_valid)
     return auto_reference(
         np.nan_to_num(stats.mean_coherence), all_valid, np.nan_to_num(stats.phase_rate), ref.radius
     )
@@ -408,7 +394,8 @@ def _result_dataset(
         ds = ds.assign_coords(spatial_ref=stack["spatial_ref"])
         for name in ds.data_vars:
             ds[name].attrs["grid_mapping"] = "spatial_ref"
-    lon, lat = float(stack["x"][ref.x]), float(stack["y"][ref.y])
+    to_lonlat = _lonlat_transformer(stack)
+    lon, lat = to_lonlat.transform(float(stack["x"][ref.x]), float(stack["y"][ref.y]))
     ds.attrs.update(
         reference_y=ref.y,
         reference_x=ref.x,
@@ -423,6 +410,13 @@ def _result_dataset(
         software=f"mtinsar {__version__}",
     )
     return ds
+
+
+def _lonlat_transformer(stack: xr.Dataset, inverse: bool = False) -> Transformer:
+    """Grid coordinates -> lon/lat [deg] (or back); identity on a lon/lat grid."""
+    crs = stack.rio.crs or "EPSG:4326"
+    pair = (crs, "EPSG:4326") if not inverse else ("EPSG:4326", crs)
+    return Transformer.from_crs(*pair, always_xy=True)
 
 
 def _date_bperp(stack: xr.Dataset, network: Network) -> np.ndarray:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # figures are files; never open a window (also safe on se
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import rioxarray  # noqa: E402, F401 - registers the .rio accessor used for the grid's CRS
 import xarray as xr  # noqa: E402
 from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -24,6 +25,21 @@ def _extent(ds: xr.Dataset) -> list[float]:
     dx = (x[-1] - x[0]) / max(len(x) - 1, 1)
     dy = (y[-1] - y[0]) / max(len(y) - 1, 1)
     return [x[0] - dx / 2, x[-1] + dx / 2, y[-1] + dy / 2, y[0] - dy / 2]
+
+
+def _axis_labels(ds: xr.Dataset) -> dict[str, str]:
+    """Axis labels in the grid's own coordinates: lon/lat degrees, or projected metres."""
+    crs = ds.rio.crs if "spatial_ref" in ds.coords else None
+    if crs is None or crs.is_geographic:
+        return {"xlabel": "longitude [deg]", "ylabel": "latitude [deg]"}
+    return {"xlabel": f"easting [m] ({crs.to_string()})", "ylabel": "northing [m]"}
+
+
+def _where(ds: xr.Dataset, row: int, col: int) -> str:
+    x, y = float(ds["x"][col]), float(ds["y"][row])
+    if _axis_labels(ds)["xlabel"].startswith("longitude"):
+        return f"lon {x:.4f}, lat {y:.4f}"
+    return f"E {x:.0f} m, N {y:.0f} m"
 
 
 def velocity_map(result: xr.Dataset, points: list[tuple[int, int]] = ()) -> Figure:
@@ -45,8 +61,8 @@ def velocity_map(result: xr.Dataset, points: list[tuple[int, int]] = ()) -> Figu
     )
     fig.colorbar(im, ax=ax, label="LOS velocity [mm/yr] (+ towards satellite)", extend="both")
     ax.plot(
-        result.attrs["reference_lon"],
-        result.attrs["reference_lat"],
+        float(result["x"][result.attrs["reference_x"]]),
+        float(result["y"][result.attrs["reference_y"]]),
         "k^",
         markersize=9,
         label="reference",
@@ -56,7 +72,7 @@ def velocity_map(result: xr.Dataset, points: list[tuple[int, int]] = ()) -> Figu
         ax.plot(xs[px], ys[py], "o", mfc="none", mec="k")
         ax.annotate(str(n), (xs[px], ys[py]), xytext=(4, 4), textcoords="offset points")
     ax.legend(loc="lower right", fontsize="small")
-    ax.set(xlabel="longitude [deg]", ylabel="latitude [deg]", title="LOS velocity")
+    ax.set(**_axis_labels(result), title="LOS velocity")
     return fig
 
 
@@ -105,8 +121,7 @@ def timeseries_plot(result: xr.Dataset, points: list[tuple[int, int]]) -> Figure
         ax.plot(t, d, "o", ms=3, label="displacement")
         fit = np.nanmean(d) + v * (years - np.nanmean(years))
         ax.plot(t, fit, "-", label=f"linear fit {v:+.1f} mm/yr")
-        lon, lat = float(result["x"][px]), float(result["y"][py])
-        ax.set_title(f"point {n_pt}: lon {lon:.4f}, lat {lat:.4f}", fontsize="small")
+        ax.set_title(f"point {n_pt}: {_where(result, py, px)}", fontsize="small")
         ax.set_ylabel("LOS [mm]")
         ax.legend(fontsize="x-small", loc="best")
     axes[-1].set_xlabel("date")
@@ -129,8 +144,8 @@ def quality_maps(result: xr.Dataset) -> Figure:
             data, cmap=cmap, vmin=0, vmax=vmax, extent=_extent(result), interpolation="nearest"
         )
         fig.colorbar(im, ax=ax, label=label, shrink=0.85)
-        ax.set(xlabel="longitude [deg]", title=label)
-    axes[0].set_ylabel("latitude [deg]")
+        ax.set(xlabel=_axis_labels(result)["xlabel"], title=label)
+    axes[0].set_ylabel(_axis_labels(result)["ylabel"])
     return fig
 
 

@@ -48,8 +48,10 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from mtinsar import grid as gridlib
+from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
-from mtinsar.errors import InputError
+from mtinsar.errors import ConfigError, InputError
+from mtinsar.io.select import select_pairs
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,37 @@ class _Grid:
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def read_licsar_config(
+    path: str | Path, config: IngestConfig | None = None, progress: bool = False
+) -> xr.Dataset:
+    """`read_licsar` with its options from an `IngestConfig` (the common reader signature).
+
+    The date/pair-list selection applies; a polygon or a non-lon/lat bbox is not supported
+    for LiCSAR frames yet and is refused rather than ignored.
+    """
+    config = config or IngestConfig()
+    if config.polygon is not None or config.selection_crs != "EPSG:4326":
+        raise ConfigError(
+            "ingest.polygon and ingest.selection_crs are not supported for LiCSAR frames yet; "
+            "give ingest.bbox in lon/lat degrees instead"
+        )
+    layout = _find_layout(Path(path))
+    found = _discover_pairs(layout)
+    labels = sorted(found, key=lambda k: _pair_key(found[k]))
+    refs = np.array([found[k].ref for k in labels])
+    secs = np.array([found[k].sec for k in labels])
+    kept = set(np.asarray(labels)[select_pairs(labels, refs, secs, config, str(path))])
+    return read_licsar(
+        path,
+        bbox=config.bbox,
+        multilook=config.multilook,
+        exclude_pairs=[k for k in labels if k not in kept],
+        wavelength=config.wavelength,
+        chunk_size=config.chunk_size,
+        progress=progress,
+    )
 
 
 def read_licsar(
@@ -219,6 +252,14 @@ def _find_layout(path: Path) -> _Layout:
             f"{path}: interferograms found in two places ({roots}); point at one of them"
         )
     return found[0]
+
+
+def is_licsar(path: str | Path) -> bool:
+    """Cheap sniff (names only): a LiCSAR portal frame, a GEOC folder or a GEOC's parent."""
+    path = Path(path)
+    return path.is_dir() and any(
+        _holds_pairs(root) for root in (path / "interferograms", path / "GEOC", path)
+    )
 
 
 def _holds_pairs(root: Path) -> bool:

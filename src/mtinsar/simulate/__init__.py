@@ -3,9 +3,17 @@
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar, load_truth
 scene = simulate_scene(SceneConfig.preset("small", seed=3))
 write_licsar(scene, out_dir)
+
+Writers of the other layouts (`WRITERS`): write_hyp3, write_aria, write_isce,
+write_geotiff_stack; `write_licsar` also stores the truth (`truth.zarr`), for the others call
+`write_truth(scene.truth, out_dir / "truth.zarr")`.
 """
 
-from mtinsar.simulate.licsar import frame_id, load_truth, write_licsar
+from mtinsar.simulate.aria import write_aria
+from mtinsar.simulate.geotiff import write_geotiff_stack
+from mtinsar.simulate.hyp3 import write_hyp3
+from mtinsar.simulate.isce import write_isce
+from mtinsar.simulate.licsar import frame_id, load_truth, write_licsar, write_truth
 from mtinsar.simulate.scene import (
     SLANT_RANGE_M,
     Scene,
@@ -19,7 +27,17 @@ from mtinsar.simulate.scene import (
     simulate_scene,
 )
 
+#: Product layout -> writer(scene, out_dir, progress=False).
+WRITERS = {
+    "licsar": write_licsar,
+    "hyp3": write_hyp3,
+    "aria": write_aria,
+    "isce": write_isce,
+    "geotiff": write_geotiff_stack,
+}
+
 __all__ = [
+    "WRITERS",
     "SLANT_RANGE_M",
     "Scene",
     "SceneConfig",
@@ -32,5 +50,10 @@ __all__ = [
     "perpendicular_baselines",
     "power_law_field",
     "simulate_scene",
+    "write_aria",
+    "write_geotiff_stack",
+    "write_hyp3",
+    "write_isce",
     "write_licsar",
+    "write_truth",
 ]

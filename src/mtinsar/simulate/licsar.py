@@ -71,7 +71,7 @@ def write_licsar(scene: Scene, out_dir: Path, progress: bool = False) -> Path:
     try:
         _write_metadata(scene, tmp / "metadata")
         _write_interferograms(scene, tmp / "interferograms", progress)
-        _write_truth(scene.truth, tmp / "truth.zarr")
+        write_truth(scene.truth, tmp / "truth.zarr")
         (tmp / "scene.json").write_text(scene.config.model_dump_json(indent=2) + "\n")
         _check_target(out_dir)
         if out_dir.exists():
@@ -87,7 +87,7 @@ def write_licsar(scene: Scene, out_dir: Path, progress: bool = False) -> Path:
 
 
 def load_truth(out_dir: Path) -> xr.Dataset:
-    """Open the truth Dataset written by write_licsar (lazy, from out_dir/truth.zarr)."""
+    """Open the truth Dataset of a written scene (lazy, from out_dir/truth.zarr)."""
     path = Path(out_dir) / "truth.zarr"
     if not path.is_dir():
         raise InputError(f"{path}: no truth store; write the scene with write_licsar first")
@@ -199,7 +199,7 @@ def _metadata_text(scene: Scene) -> str:
 # --------------------------------------------------------------------------- truth store
 
 
-def _write_truth(truth: xr.Dataset, path: Path) -> None:
+def write_truth(truth: xr.Dataset, path: Path) -> None:
     """Zarr v3, chunked in space only (each chunk holds a pixel's whole history)."""
     ny, nx = truth.sizes["y"], truth.sizes["x"]
     nt = truth.sizes["time"]
