@@ -171,3 +171,74 @@ def test_unwrapping_errors_are_found_and_corrected_in_the_run(tmp_path):
                 assert sbas.result["closure_errors"].values.max() >= 2
     assert scores["errors", True] <= 1.1 * scores["clean", True]
     assert scores["errors", False] > 1.1 * scores["clean", True]  # the errors did matter
+
+
+def test_nsbas_bridges_a_network_gap_that_sbas_refuses(tmp_path):
+    frame = write_licsar(
+        simulate_scene(SceneConfig.noise_free(ny=40, nx=50, n_dates=20, gap_days=60)),
+        tmp_path / "gap",
+    )
+    stack = load_input(frame, RunConfig())
+    with pytest.raises(NetworkError, match="2 groups"):
+        run_sbas(stack, RunConfig())
+    cfg = RunConfig.model_validate({"inversion": {"method": "nsbas"}})
+    sbas = run_sbas(stack, cfg)
+    assert np.isfinite(sbas.result["displacement"].values).all()
+    assert sbas.result["mask"].values.all()
+    truth = load_truth(frame)
+    vel, _ = referenced_truth(
+        truth, sbas.result.attrs["reference_y"], sbas.result.attrs["reference_x"]
+    )
+    # across the gap the offset is unknown, so the velocity is that of the two halves: good
+    # to a few mm/yr on this noise-free scene, not exact
+    assert np.sqrt(np.mean((sbas.result["velocity"].values - vel) ** 2)) < 0.01
+
+
+def test_ramp_correction_in_the_run_removes_most_of_the_ramp_error(tmp_path):
+    frame = write_licsar(
+        simulate_scene(SceneConfig.noise_free(ny=60, nx=80, n_dates=24, ramp=True)),
+        tmp_path / "ramp",
+    )
+    truth = load_truth(frame)
+    stack = load_input(frame, RunConfig())
+    plain = run_sbas(stack, RunConfig())
+    cfg = RunConfig.model_validate({"ramp": {"enabled": True}})
+    fixed = run_sbas(stack, cfg)
+    assert fixed.summary["corrections"] == {"applied": ["ramp"], "skipped": {}}
+    before = score_result(plain.result, truth)["velocity_rmse"]
+    after = score_result(fixed.result, truth)["velocity_rmse"]
+    assert after <= 0.5 * before, (before, after)
+
+
+def test_dem_error_is_skipped_with_a_reason_without_baselines(noise_free_frame):
+    stack = load_input(noise_free_frame, RunConfig())
+    stack["bperp"] = stack["bperp"] * np.nan
+    cfg = RunConfig.model_validate({"dem_error": {"enabled": True}})
+    sbas = run_sbas(stack, cfg)
+    assert sbas.summary["corrections"]["skipped"] == {
+        "dem_error": "the stack has no perpendicular baselines"
+    }
+    assert np.isfinite(sbas.result["velocity"].values).all()
+
+
+def test_dem_error_correction_in_the_run(tmp_path):
+    frame = write_licsar(
+        simulate_scene(SceneConfig.noise_free(ny=60, nx=80, n_dates=30, dem_error=True, seed=1)),
+        tmp_path / "dem",
+    )
+    truth = load_truth(frame)
+    stack = load_input(frame, RunConfig())
+    plain = run_sbas(stack, RunConfig())
+    # the deformation fitted with the DEM error: the simulated signal's terms (the velocity
+    # itself stays the linear fit, as the truth's)
+    dem = {"enabled": True, "periods": [1.0], "step_dates": [truth.attrs["step_date"]]}
+    fixed = run_sbas(stack, RunConfig.model_validate({"dem_error": dem}))
+    assert fixed.summary["corrections"]["applied"] == ["dem_error"]
+    before = score_result(plain.result, truth)["velocity_rmse"]
+    after = score_result(fixed.result, truth)["velocity_rmse"]
+    assert after <= 0.5 * before, (before, after)
+    # the estimated DEM error follows the simulated one (up to the reference's own)
+    dz = truth["dem_error"].values
+    est = fixed.result["dem_error"].values
+    ok = np.isfinite(est)
+    assert np.corrcoef(est[ok], dz[ok])[0, 1] > 0.95

@@ -13,8 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mtinsar.corrections.dem_error import DemErrorConfig
+from mtinsar.corrections.external import ExternalDelayConfig
+from mtinsar.corrections.ramp import RampConfig
+from mtinsar.corrections.troposphere import TroposphereConfig
 from mtinsar.corrections.unwrap import UnwrapConfig
 from mtinsar.errors import ConfigError
+from mtinsar.model import ModelConfig
 from mtinsar.qc import QcConfig
 
 
@@ -141,8 +146,46 @@ class ReferenceConfig(_Section):
 
 
 class InversionConfig(_Section):
-    """SBAS network inversion."""
+    """Network inversion of the pairs into a time series: SBAS, min-norm SBAS or NSBAS."""
 
+    method: Literal["sbas", "min-norm", "nsbas"] = Field(
+        "sbas",
+        description="sbas: least squares (Berardino et al. 2002); pixels whose valid pairs "
+        "do not link every date are left out, and a network split stops the run. min-norm: "
+        "the SVD minimum-norm solution, which bridges gaps with zero velocity (biased where "
+        "the ground moves). nsbas: pairs plus a linear-in-time constraint of weight gamma "
+        "(Doin et al. 2011) that bridges gaps with a continuous series.",
+    )
+    gamma: float = Field(
+        0.01,
+        gt=0,
+        description="NSBAS constraint weight, relative to a pair of the pixel's mean weight. "
+        "Small values leave pixels whose pairs link every date at their SBAS solution and "
+        "only fill what the pairs leave free.",
+    )
+    min_valid_pairs: int | None = Field(
+        None,
+        ge=1,
+        description="min-norm and nsbas: pixels with fewer valid pairs are not estimated. "
+        "Unset: the number of dates - 1, the fewest that can link every date.",
+    )
+    weighting: Literal["none", "coherence"] = Field(
+        "none",
+        description="none: every valid pair counts equally (fastest: pixels sharing a "
+        "valid-pair pattern share one factorisation). coherence: each pair weighs the "
+        "inverse of its phase variance derived from coherence and looks (as MintPy).",
+    )
+    variance_model: Literal["pdf", "cramer-rao"] = Field(
+        "pdf",
+        description="Coherence-to-phase-variance model of coherence weighting: pdf, the "
+        "variance of the multilook phase distribution (Tough et al. 1995); cramer-rao, the "
+        "Cramér-Rao bound (1 - g²) / (2 L g²), right for Gaussian phase noise only.",
+    )
+    looks: int = Field(
+        20,
+        ge=1,
+        description="Effective number of looks of the coherence estimates, for weighting.",
+    )
     min_group_size: int = Field(
         8,
         ge=1,
@@ -191,6 +234,11 @@ class RunConfig(_Section):
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
     unwrap: UnwrapConfig = Field(default_factory=UnwrapConfig)
     inversion: InversionConfig = Field(default_factory=InversionConfig)
+    external: ExternalDelayConfig = Field(default_factory=ExternalDelayConfig)
+    troposphere: TroposphereConfig = Field(default_factory=TroposphereConfig)
+    ramp: RampConfig = Field(default_factory=RampConfig)
+    dem_error: DemErrorConfig = Field(default_factory=DemErrorConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     mask: MaskConfig = Field(default_factory=MaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

@@ -27,7 +27,8 @@ from scipy.sparse import csr_matrix
 from mtinsar import __version__, qc
 from mtinsar import stack as stack_store
 from mtinsar.config import RunConfig
-from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
+from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement
+from mtinsar.corrections import chain
 from mtinsar.corrections.reference import (
     ReferencePoint,
     auto_reference,
@@ -37,9 +38,9 @@ from mtinsar.corrections.reference import (
 from mtinsar.corrections.unwrap import correct_closure
 from mtinsar.errors import NetworkError
 from mtinsar.execution import map_pixels, progress_bar
-from mtinsar.inversion import invert_sbas
+from mtinsar.inversion import coherence_weights, invert
 from mtinsar.io.products import read_products
-from mtinsar.model import linear_velocity
+from mtinsar.model import fit_model, reference_index, rereference
 from mtinsar.network import Network
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,13 @@ _INVERSION_LAYERS = (
     "temporal_coherence",
     "closure_errors",
     "n_components",
+    "model_residual",
 )
 
 
 def _block_inversion(
     unw: np.ndarray,
+    *coh: np.ndarray,
     ref_phase: np.ndarray,
     network: Network,
     closure: csr_matrix,
@@ -87,17 +90,39 @@ def _block_inversion(
     """Displacement per date [m] and the `_INVERSION_LAYERS` of one block, stacked.
 
     Per pixel: reference, loop-closure error count, unwrapping-error correction by phase
-    closure, SBAS inversion, velocity.
+    closure, network inversion, time-series model fit.
     """
     shape = unw.shape[1:]
     flat = unw.reshape(network.n_pairs, -1).astype(np.float64) - ref_phase[:, None]
     n_bad = qc.closure_error_count(flat, closure, config.qc.closure_threshold)
     if config.unwrap.closure:
         flat = correct_closure(flat, closure, config.unwrap).unw
-    res = invert_sbas(flat, network, min_group_size=config.inversion.min_group_size)
-    d = res.phase * to_metres
-    v, v_std = linear_velocity(years_since(network.dates, network.dates[0]), d)
-    layers = [v, v_std, res.temporal_coherence, n_bad, res.n_components]
+    inv = config.inversion
+    weights = None
+    if inv.weighting == "coherence":
+        c = coh[0].reshape(network.n_pairs, -1).astype(np.float64)
+        weights = coherence_weights(c, inv.looks, inv.variance_model)
+    res = invert(
+        flat,
+        network,
+        inv.method,
+        weights=weights,
+        min_group_size=inv.min_group_size,
+        gamma=inv.gamma,
+        min_valid=inv.min_valid_pairs,
+    )
+    d = rereference(res.phase * to_metres, network.dates, config.model.reference_date)
+    # where NSBAS/min-norm bridged a gap its offset is unknown: free in the fit (model.py)
+    gaps = None if inv.method == "sbas" else res.gaps
+    fit = fit_model(network.dates, d, config.model, gaps=gaps)
+    layers = [
+        fit.velocity,
+        fit.velocity_std,
+        res.temporal_coherence,
+        n_bad,
+        res.n_components,
+        fit.residual_rms,
+    ]
     stacked = np.concatenate([d, np.stack(layers)])
     return stacked.reshape(-1, *shape).astype(np.float32)
 
@@ -197,7 +222,7 @@ def run_sbas(
         pairs = pair_quality(lazy, config, progress)
         qc.require_pairs_left(pairs, source)
         stack, lazy = _keep(stack, lazy, pairs["keep"].values)
-    network = _network(stack, source)
+    network = _network(stack, source, config)
     with timer("statistics"):
         stats = stack_statistics(lazy, network, progress)
     with timer("reference"):
@@ -212,14 +237,15 @@ def run_sbas(
             qc.require_pairs_left(kept, source)
             keep = kept["keep"].values
             stack, lazy, ref_phase = *_keep(stack, lazy, keep), ref_phase[keep]
-            network = _network(stack, source)
+            network = _network(stack, source, config)
             stats = stack_statistics(lazy, network, progress)
             closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
 
     with timer("inversion"):
+        weighted = config.inversion.weighting != "none"
         out = map_pixels(
             _block_inversion,
-            [lazy["unw"].data],
+            [lazy["unw"].data, lazy["coh"].data] if weighted else [lazy["unw"].data],
             n_out=network.n_dates + len(_INVERSION_LAYERS),
             ref_phase=ref_phase,
             network=network,
@@ -231,12 +257,24 @@ def run_sbas(
         layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
         n_comp = layers.pop("n_components").astype(np.int16)
         layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
-        solved = n_comp == 1
+        solved = da.isfinite(layers["velocity"])
         mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
         result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
-        with progress_bar("inversion", progress):
+        corrections = None
+        if chain.any_enabled(config):
+            # the corrections fit whole-scene models: this stage holds the time series in memory
+            with progress_bar("inversion", progress):
+                result = result.compute()
+        else:
+            with progress_bar("inversion", progress):
+                result = _materialise(result, store)
+    if chain.any_enabled(config):
+        with timer("corrections"):
+            corrections = _correct(result, stack, network, config)
             result = _materialise(result, store)
     summary = _summary(result, stats, network, ref, timer)
+    if corrections is not None:
+        summary["corrections"] = {"applied": corrections.applied, "skipped": corrections.skipped}
     dropped = pairs.isel(pair=~pairs["keep"].values)
     summary["pairs_dropped"] = [
         {"pair": str(p), "reason": str(r)}
@@ -252,6 +290,36 @@ def run_sbas(
         pairs,
         None if store is None else Path(store),
     )
+
+
+def _correct(
+    result: xr.Dataset, stack: xr.Dataset, network: Network, config: RunConfig
+) -> chain.Corrected:
+    """Apply the enabled corrections to `result` (in memory) and refit the time-series model."""
+    disp = result["displacement"].values
+    corrected = chain.apply_corrections(disp, result, stack, result["mask"].values, config)
+    result["displacement"] = (
+        result["displacement"].dims,
+        corrected.displacement.astype(np.float32),
+    )
+    result["displacement"].attrs.update(_VARIABLE_ATTRS["displacement"])
+    for name, layer in corrected.layers.items():
+        result[name] = (("y", "x"), layer, _VARIABLE_ATTRS[name])
+    # network gaps (no pair spans them anywhere) keep their free offset in the refit
+    gaps = None if config.inversion.method == "sbas" else network.interval_coverage() == 0
+    flat = corrected.displacement.reshape(network.n_dates, -1)
+    names = ("velocity", "velocity_std", "model_residual")
+    refit = {name: np.full(flat.shape[1], np.nan, dtype=np.float32) for name in names}
+    step = 65536  # pixels per fit: bounds the fit's temporaries
+    for start in range(0, flat.shape[1], step):
+        fit = fit_model(network.dates, flat[:, start : start + step], config.model, gaps=gaps)
+        for name, values in zip(
+            names, (fit.velocity, fit.velocity_std, fit.residual_rms), strict=True
+        ):
+            refit[name][start : start + step] = values
+    for name, values in refit.items():
+        result[name].values[...] = values.reshape(result[name].shape)
+    return corrected
 
 
 def pair_quality(lazy: xr.Dataset, config: RunConfig, progress: bool = False) -> xr.Dataset:
@@ -297,9 +365,16 @@ def _keep(stack: xr.Dataset, lazy: xr.Dataset, keep: np.ndarray) -> tuple[xr.Dat
     return stack.isel(pair=keep), lazy.isel(pair=keep)
 
 
-def _network(stack: xr.Dataset, source: str) -> Network:
+def _network(stack: xr.Dataset, source: str, config: RunConfig) -> Network:
     network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
-    _require_connected(network, source)
+    if config.inversion.method == "sbas":
+        _require_connected(network, source)
+    elif len(network.date_groups()) > 1:
+        log.warning(
+            "the pairs split the dates into %d groups; %s bridges them",
+            len(network.date_groups()),
+            config.inversion.method,
+        )
     return network
 
 
@@ -343,8 +418,13 @@ def _materialise(result: xr.Dataset, store: str | Path | None) -> xr.Dataset:
 
 _VARIABLE_ATTRS = {
     "displacement": {"units": "m", "long_name": "LOS displacement, + towards the satellite"},
-    "velocity": {"units": "m/yr", "long_name": "LOS velocity (linear fit)"},
-    "velocity_std": {"units": "m/yr", "long_name": "formal standard deviation of velocity"},
+    "velocity": {"units": "m/yr", "long_name": "LOS velocity (time-series model, mid-span)"},
+    "velocity_std": {
+        "units": "m/yr",
+        "long_name": "formal std of velocity from the model-fit residual",
+    },
+    "model_residual": {"units": "m", "long_name": "RMS residual of the time-series model"},
+    "dem_error": {"units": "m", "long_name": "DEM error (Fattahi & Amelung 2013)"},
     "temporal_coherence": {"units": "1", "long_name": "temporal coherence of the inversion"},
     "closure_errors": {
         "units": "1",
@@ -376,6 +456,7 @@ def _result_dataset(
         "velocity_std": (yx, layers["velocity_std"]),
         "temporal_coherence": (yx, layers["temporal_coherence"]),
         "closure_errors": (yx, layers["closure_errors"]),
+        "model_residual": (yx, layers["model_residual"]),
         "mask": (yx, mask),
         "n_valid_pairs": (yx, stats.n_valid.astype(np.int16)),
         "n_components": (yx, n_comp),
@@ -402,7 +483,9 @@ def _result_dataset(
         reference_lon=lon,
         reference_lat=lat,
         reference_method=ref.method,
-        reference_date=str(network.dates[0]),
+        reference_date=str(
+            network.dates[reference_index(network.dates, config.model.reference_date)]
+        ),
         wavelength=float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH)),
         orbit_direction=str(stack.attrs.get("orbit_direction", "")),
         source=str(stack.attrs.get("source", "")),
