@@ -242,3 +242,19 @@ def test_dem_error_correction_in_the_run(tmp_path):
     est = fixed.result["dem_error"].values
     ok = np.isfinite(est)
     assert np.corrcoef(est[ok], dz[ok])[0, 1] > 0.95
+
+
+def test_mask_rules_each_remove_exactly_their_pixels(default_run):
+    stack, sbas, _ = default_run
+    base = sbas.result
+    n_valid = base["n_valid_pairs"].values
+    std = base["velocity_std"].values
+    limit_pairs = int(n_valid.max())  # keep only pixels valid in every pair
+    limit_std = float(np.nanpercentile(std, 80))
+    cfg = RunConfig.model_validate(
+        {"mask": {"min_valid_pairs": limit_pairs, "max_velocity_std": limit_std}}
+    )
+    strict = run_sbas(stack, cfg).result["mask"].values
+    expected = base["mask"].values & (n_valid >= limit_pairs) & (std <= limit_std)
+    np.testing.assert_array_equal(strict, expected)
+    assert 0 < strict.sum() < base["mask"].values.sum()

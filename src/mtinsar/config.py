@@ -196,10 +196,44 @@ class InversionConfig(_Section):
 
 
 class MaskConfig(_Section):
-    """Reliability mask of the result."""
+    """Reliability mask of the result: a pixel is reliable when it passes every rule set.
+
+    Every noise index behind a rule is saved as its own layer, so a stricter or looser mask
+    can be made afterwards without re-running.
+    """
 
     min_temporal_coherence: float = Field(
-        0.7, ge=0, le=1, description="Pixels below this temporal coherence are masked."
+        0.7,
+        ge=0,
+        le=1,
+        description="Pixels below this temporal coherence are masked (MintPy's default 0.7).",
+    )
+    min_valid_pairs: int | None = Field(
+        None, ge=1, description="Pixels with fewer valid pairs are masked. Unset: no rule."
+    )
+    min_mean_coherence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Pixels whose mean coherence over their valid pairs is below this are "
+        "masked (LiCSBAS uses 0.05). Unset: no rule.",
+    )
+    max_velocity_std: float | None = Field(
+        None,
+        gt=0,
+        description="Pixels with a larger velocity std [m/yr] are masked. Unset: no rule.",
+    )
+    max_closure_errors: int | None = Field(
+        None,
+        ge=0,
+        description="Pixels with more loops that close badly (before correction) are masked "
+        "(LiCSBAS n_loop_err). Unset: no rule.",
+    )
+    max_model_residual: float | None = Field(
+        None,
+        gt=0,
+        description="Pixels whose time-series model residual RMS [m] is larger are masked. "
+        "Unset: no rule.",
     )
 
 
@@ -278,7 +312,9 @@ def default_toml() -> str:
     lines = ["# mtinsar run configuration: every key with its default.", ""]
     for name, field in RunConfig.model_fields.items():
         section = field.default_factory()  # type: ignore[misc]
-        lines.append(f"# {type(section).__doc__.strip()}")
+        lines += [
+            f"# {line.strip()}".rstrip() for line in type(section).__doc__.strip().splitlines()
+        ]
         lines.append(f"[{name}]")
         for key, sub in type(section).model_fields.items():
             lines.append(f"# {sub.description}")

@@ -26,7 +26,7 @@ from scipy.sparse import csr_matrix
 
 from mtinsar import __version__, qc
 from mtinsar import stack as stack_store
-from mtinsar.config import RunConfig
+from mtinsar.config import MaskConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement
 from mtinsar.corrections import chain
 from mtinsar.corrections.reference import (
@@ -257,9 +257,7 @@ def run_sbas(
         layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
         n_comp = layers.pop("n_components").astype(np.int16)
         layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
-        solved = da.isfinite(layers["velocity"])
-        mask = solved & (layers["temporal_coherence"] >= config.mask.min_temporal_coherence)
-        result = _result_dataset(stack, network, disp, layers, stats, n_comp, mask, ref, config)
+        result = _result_dataset(stack, network, disp, layers, stats, n_comp, ref, config)
         corrections = None
         if chain.any_enabled(config):
             # the corrections fit whole-scene models: this stage holds the time series in memory
@@ -319,7 +317,26 @@ def _correct(
             refit[name][start : start + step] = values
     for name, values in refit.items():
         result[name].values[...] = values.reshape(result[name].shape)
+    result["mask"] = reliable(result, config.mask)
     return corrected
+
+
+def reliable(result: xr.Dataset, rules: MaskConfig) -> xr.DataArray:
+    """The reliability mask: an estimate, and every rule of `rules` passed (lazy or not)."""
+    mask = np.isfinite(result["velocity"]) & (
+        result["temporal_coherence"] >= rules.min_temporal_coherence
+    )
+    limits = [
+        ("n_valid_pairs", rules.min_valid_pairs, np.greater_equal),
+        ("mean_coherence", rules.min_mean_coherence, np.greater_equal),
+        ("velocity_std", rules.max_velocity_std, np.less_equal),
+        ("closure_errors", rules.max_closure_errors, np.less_equal),
+        ("model_residual", rules.max_model_residual, np.less_equal),
+    ]
+    for name, limit, passes in limits:
+        if limit is not None:
+            mask = mask & passes(result[name], limit)
+    return mask.assign_attrs(_VARIABLE_ATTRS["mask"])
 
 
 def pair_quality(lazy: xr.Dataset, config: RunConfig, progress: bool = False) -> xr.Dataset:
@@ -430,7 +447,7 @@ _VARIABLE_ATTRS = {
         "units": "1",
         "long_name": "loops with |closure phase| > qc.closure_threshold, before correction",
     },
-    "mask": {"long_name": "reliable: connected network, temporal coherence >= threshold"},
+    "mask": {"long_name": "reliable: estimated and passing every [mask] rule"},
     "n_valid_pairs": {"units": "1", "long_name": "number of valid pairs"},
     "n_components": {"units": "1", "long_name": "components of the valid-pair graph (1 = ok)"},
     "mean_coherence": {"units": "1", "long_name": "mean coherence over valid pairs"},
@@ -445,7 +462,6 @@ def _result_dataset(
     layers: dict[str, np.ndarray],
     stats: StackStats,
     n_comp: np.ndarray,
-    mask: np.ndarray,
     ref: ReferencePoint,
     config: RunConfig,
 ) -> xr.Dataset:
@@ -457,7 +473,6 @@ def _result_dataset(
         "temporal_coherence": (yx, layers["temporal_coherence"]),
         "closure_errors": (yx, layers["closure_errors"]),
         "model_residual": (yx, layers["model_residual"]),
-        "mask": (yx, mask),
         "n_valid_pairs": (yx, stats.n_valid.astype(np.int16)),
         "n_components": (yx, n_comp),
         "mean_coherence": (yx, stats.mean_coherence),
@@ -471,6 +486,7 @@ def _result_dataset(
     ds = xr.Dataset(
         {k: (dims, data, _VARIABLE_ATTRS[k]) for k, (dims, data) in variables.items()}, coords
     )
+    ds["mask"] = reliable(ds, config.mask)
     if "spatial_ref" in stack.coords:
         ds = ds.assign_coords(spatial_ref=stack["spatial_ref"])
         for name in ds.data_vars:
