@@ -78,6 +78,11 @@ _INVERSION_LAYERS = (
 )
 
 
+#: Pixels processed together inside a chunk: bounds the working arrays of closure
+#: correction and inversion (about 4 KB per pixel per 100 pairs) whatever the chunk size.
+PIXEL_BATCH = 16384
+
+
 def _block_inversion(
     unw: np.ndarray,
     *coh: np.ndarray,
@@ -90,18 +95,39 @@ def _block_inversion(
     """Displacement per date [m] and the `_INVERSION_LAYERS` of one block, stacked.
 
     Per pixel: reference, loop-closure error count, unwrapping-error correction by phase
-    closure, network inversion, time-series model fit.
+    closure, network inversion, time-series model fit; `PIXEL_BATCH` pixels at a time.
     """
     shape = unw.shape[1:]
-    flat = unw.reshape(network.n_pairs, -1).astype(np.float64) - ref_phase[:, None]
+    flat = unw.reshape(network.n_pairs, -1)
+    flat_coh = coh[0].reshape(network.n_pairs, -1) if coh else None
+    out = np.empty((network.n_dates + len(_INVERSION_LAYERS), flat.shape[1]), dtype=np.float32)
+    for start in range(0, flat.shape[1], PIXEL_BATCH):
+        cols = slice(start, start + PIXEL_BATCH)
+        batch_coh = None if flat_coh is None else flat_coh[:, cols]
+        out[:, cols] = _invert_pixels(
+            flat[:, cols], batch_coh, ref_phase, network, closure, config, to_metres
+        )
+    return out.reshape(-1, *shape)
+
+
+def _invert_pixels(
+    unw: np.ndarray,
+    coh: np.ndarray | None,
+    ref_phase: np.ndarray,
+    network: Network,
+    closure: csr_matrix,
+    config: RunConfig,
+    to_metres: float,
+) -> np.ndarray:
+    """`_block_inversion` on (n_pairs, n_pix) phases [rad]; returns (n_dates + layers, n_pix)."""
+    flat = unw.astype(np.float64) - ref_phase[:, None]
     n_bad = qc.closure_error_count(flat, closure, config.qc.closure_threshold)
     if config.unwrap.closure:
         flat = correct_closure(flat, closure, config.unwrap).unw
     inv = config.inversion
     weights = None
-    if inv.weighting == "coherence":
-        c = coh[0].reshape(network.n_pairs, -1).astype(np.float64)
-        weights = coherence_weights(c, inv.looks, inv.variance_model)
+    if inv.weighting == "coherence" and coh is not None:
+        weights = coherence_weights(coh.astype(np.float64), inv.looks, inv.variance_model)
     res = invert(
         flat,
         network,
@@ -123,8 +149,7 @@ def _block_inversion(
         res.n_components,
         fit.residual_rms,
     ]
-    stacked = np.concatenate([d, np.stack(layers)])
-    return stacked.reshape(-1, *shape).astype(np.float32)
+    return np.concatenate([d, np.stack(layers)])
 
 
 @dataclass
@@ -360,8 +385,16 @@ def screen_closure(
     """Loop-closure screening of the referenced pairs for unwrapping errors."""
 
     def counts(unw: np.ndarray) -> qc.LoopCounts:
-        referenced = unw.astype(np.float64) - ref_phase[:, None, None]
-        return qc.loop_counts(referenced, closure, config.qc.closure_threshold)[0]
+        flat = unw.reshape(unw.shape[0], -1)
+        parts = [
+            qc.loop_counts(
+                flat[:, i : i + PIXEL_BATCH].astype(np.float64) - ref_phase[:, None],
+                closure,
+                config.qc.closure_threshold,
+            )[0]
+            for i in range(0, flat.shape[1], PIXEL_BATCH)
+        ]
+        return functools.reduce(operator.add, parts)
 
     with progress_bar("closure screening", progress):
         total = _sum_blocks(counts, [lazy["unw"].data])
