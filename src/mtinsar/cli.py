@@ -6,6 +6,7 @@ Heavy imports happen inside the commands so that `mtinsar --help` stays fast. Ev
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import tempfile
@@ -282,6 +283,121 @@ def demo(
         f"over {score['coverage'] * 100:.1f} % of the coherent area"
     )
     typer.echo(f"scene: {scene_dir}/  results: {results}/  figures: {results / 'figures'}/")
+
+
+@app.command()
+def infra(
+    results: Annotated[
+        Path, typer.Argument(help="Result folder of `mtinsar run` (or its timeseries.zarr).")
+    ],
+    lines: Annotated[
+        Path, typer.Argument(help="Lines/polygons: GeoJSON, GeoPackage or Shapefile, any CRS.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Folder for segments, CSV, report, summary.")],
+    segment_length: Annotated[
+        float | None, typer.Option(help="Segment length in metres (default 100).")
+    ] = None,
+    buffer: Annotated[
+        float | None, typer.Option(help="Buffer half-width in metres (default 20).")
+    ] = None,
+    lines_crs: Annotated[
+        str | None, typer.Option(help="CRS of a lines file that declares none.")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Stability of roads, railways and structures: per-segment metrics and risk classes."""
+    _setup_logging(quiet)
+    from mtinsar.infra import infra_config, run_infra
+
+    cfg = infra_config(segment_length=segment_length, buffer=buffer, lines_crs=lines_crs)
+    summary = run_infra(results, lines, out, cfg)
+    typer.echo(
+        f"{summary['n_segments']} segments, {len(summary['segments_at_risk'])} at risk "
+        f"({summary['risk_counts']}); outputs in {out}/ (report.html, segments.gpkg)"
+    )
+
+
+@app.command()
+def decompose(
+    asc: Annotated[Path, typer.Argument(help="Ascending result folder (or its .zarr).")],
+    desc: Annotated[Path, typer.Argument(help="Descending result folder (or its .zarr).")],
+    out: Annotated[Path, typer.Argument(help="Folder for the vertical/east-west result.")],
+    ref_lon: Annotated[
+        float | None, typer.Option(help="Common reference longitude (degrees).")
+    ] = None,
+    ref_lat: Annotated[
+        float | None, typer.Option(help="Common reference latitude (degrees).")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Vertical and east-west motion from an ascending and a descending result."""
+    _setup_logging(quiet)
+    from mtinsar import output
+    from mtinsar.decompose import decompose as solve
+
+    if (ref_lon is None) != (ref_lat is None):
+        raise typer.BadParameter("give both --ref-lon and --ref-lat, or neither")
+    reference = (ref_lon, ref_lat) if ref_lon is not None else None
+    ds = solve(_open_result(asc), _open_result(desc), reference=reference)
+    with output.result_folder(out) as tmp:
+        output.write_store(ds, tmp, "decomposition.zarr")
+        for name in ("velocity_up", "velocity_east", "velocity_up_std", "velocity_east_std"):
+            output.write_cog(ds[name], tmp / f"{name}.tif")
+        summary = {"software": _software(), "asc": str(asc), "desc": str(desc)}
+        (tmp / output.SUMMARY).write_text(json.dumps(summary, indent=2))
+    typer.echo(f"vertical and east-west velocity in {out}/ (velocity_up.tif, velocity_east.tif)")
+
+
+@app.command()
+def gnss(
+    results: Annotated[Path, typer.Argument(help="Result folder of `mtinsar run`.")],
+    stations: Annotated[
+        list[Path], typer.Argument(help="Station files: UNR .tenv3, or CSV date,east,north,up.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Folder for the tied result and the report.")],
+    offset: Annotated[
+        str, typer.Option(help="Reference motion removed: per_date, velocity or none.")
+    ] = "per_date",
+    window_days: Annotated[
+        float, typer.Option(help="GNSS median window around each date, +- days.")
+    ] = 3.0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Tie a result to GNSS stations and report their agreement."""
+    _setup_logging(quiet)
+    from mtinsar import output
+    from mtinsar.gnss import read_stations, tie_to_gnss, write_report
+
+    if offset not in ("per_date", "velocity", "none"):
+        raise typer.BadParameter("choose per_date, velocity or none", param_hint="--offset")
+    series = read_stations(stations)
+    tied, report = tie_to_gnss(
+        _open_result(results), series, offset=offset, half_window_days=window_days
+    )
+    with output.result_folder(out) as tmp:
+        output.write_store(tied, tmp)
+        write_report(report, tmp, series)
+        summary = {"software": _software(), "stations": [str(p) for p in stations]}
+        (tmp / output.SUMMARY).write_text(json.dumps(summary, indent=2))
+    typer.echo(f"result tied to {len(series)} stations in {out}/ (gnss_agreement.csv, plots)")
+
+
+def _open_result(path: Path) -> Any:
+    """A result store, given the result folder or the store itself."""
+    import xarray as xr
+
+    from mtinsar.errors import InputError
+
+    store = path / "timeseries.zarr" if (path / "timeseries.zarr").is_dir() else path
+    if not (store / "zarr.json").is_file():
+        raise InputError(f"{path}: not a result folder of `mtinsar run` (no timeseries.zarr)")
+    return xr.open_zarr(store, decode_coords="all")
+
+
+def _software() -> str:
+    from mtinsar import __version__
+
+    return f"mtinsar {__version__}"
 
 
 @app.command("config")

@@ -17,12 +17,14 @@ a failure never leaves a half-written result or damages an earlier one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -64,12 +66,8 @@ def write_results(
     A result streamed to a local store (`run.store`) is moved into the folder, not copied;
     `run.result` must not be read afterwards.
     """
-    out_dir = Path(out_dir)
     result = run.result
-    check_writable(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with result_folder(out_dir) as tmp:
         if config.cog:
             for name in COG_LAYERS:
                 write_cog(result[name], tmp / f"{name}.tif")
@@ -80,20 +78,40 @@ def write_results(
         if run.store is not None and run.store.is_dir():
             shutil.move(run.store, tmp / "timeseries.zarr")  # streamed there already: adopt it
         else:
-            chunks = {"time": -1, "y": chunk_size, "x": chunk_size}
-            with warnings.catch_warnings():
-                # Consolidated metadata is kept on purpose (one read to open the store, also
-                # on object storage) although Zarr v3 has not standardised it yet.
-                warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-                result.chunk(chunks).to_zarr(tmp / "timeseries.zarr", zarr_format=3, mode="w")
+            write_store(result.chunk({"time": -1, "y": chunk_size, "x": chunk_size}), tmp)
         run.pairs.to_dataframe().to_csv(tmp / PAIRS)
         (tmp / SUMMARY).write_text(json.dumps(run.summary, indent=2))
+    log.info("results written to %s", out_dir)
+    return Path(out_dir)
+
+
+@contextlib.contextmanager
+def result_folder(out_dir: str | Path) -> Iterator[Path]:
+    """A temporary sibling of `out_dir` to fill; swapped in for `out_dir` when the block ends.
+
+    Refuses a non-empty `out_dir` that is not an mtinsar result folder (no summary.json);
+    on failure nothing of `out_dir` changes and the temporary folder is removed.
+    """
+    out_dir = Path(out_dir)
+    check_writable(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
         _swap_in(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log.info("results written to %s", out_dir)
-    return out_dir
+
+
+def write_store(ds: xr.Dataset, folder: Path, name: str = "timeseries.zarr") -> Path:
+    """`ds` as a Zarr v3 store `folder/name` with consolidated metadata."""
+    with warnings.catch_warnings():
+        # Consolidated metadata is kept on purpose (one read to open the store, also on
+        # object storage) although Zarr v3 has not standardised it yet.
+        warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+        ds.to_zarr(folder / name, zarr_format=3, mode="w")
+    return folder / name
 
 
 def write_cog(layer: xr.DataArray, path: Path) -> None:

@@ -466,6 +466,8 @@ def _materialise(result: xr.Dataset, store: str | Path | None) -> xr.Dataset:
     return xr.open_zarr(store, decode_coords="all")
 
 
+_GEOMETRY_LAYERS = ("los_e", "los_n", "los_u", "incidence", "height")
+
 _VARIABLE_ATTRS = {
     "displacement": {"units": "m", "long_name": "LOS displacement, + towards the satellite"},
     "velocity": {"units": "m/yr", "long_name": "LOS velocity (time-series model, mid-span)"},
@@ -520,6 +522,10 @@ def _result_dataset(
         {k: (dims, data, _VARIABLE_ATTRS[k]) for k, (dims, data) in variables.items()}, coords
     )
     ds["mask"] = reliable(ds, config.mask)
+    for name in _GEOMETRY_LAYERS:  # what decomposition, GNSS ties and infra need later
+        if name in stack.data_vars:
+            ds[name] = (yx, np.asarray(stack[name].values, dtype=np.float32))
+            ds[name].attrs.update(stack[name].attrs)
     if "spatial_ref" in stack.coords:
         ds = ds.assign_coords(spatial_ref=stack["spatial_ref"])
         for name in ds.data_vars:
