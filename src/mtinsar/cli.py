@@ -51,6 +51,13 @@ PolygonOpt = Annotated[
 ]
 StartOpt = Annotated[str | None, typer.Option(help="Only pairs from this date (YYYY-MM-DD).")]
 EndOpt = Annotated[str | None, typer.Option(help="Only pairs up to this date (YYYY-MM-DD).")]
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(help="S3-compatible endpoint URL (default: AWS_ENDPOINT_URL or AWS itself)."),
+]
+AnonymousOpt = Annotated[
+    bool | None, typer.Option("--anonymous", help="Read object storage without credentials.")
+]
 MaxSpanOpt = Annotated[
     int | None, typer.Option("--max-span", help="Only pairs spanning at most this many days.")
 ]
@@ -118,14 +125,16 @@ _NUISANCES = {
 @app.command()
 def ingest(
     products: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="Product folder: LiCSAR frame or GEOC folder, HyP3 products, ARIA GUNW files, "
-            "ISCE2 topsStack, or per-pair GeoTIFFs."
+            help="Product folder (local, s3:// or https://): LiCSAR frame or GEOC folder, HyP3 "
+            "products, ARIA GUNW files, ISCE2 topsStack, or per-pair GeoTIFFs."
         ),
     ],
-    store: Annotated[Path, typer.Argument(help="Zarr stack store to write.")],
+    store: Annotated[str, typer.Argument(help="Zarr stack store to write (local or s3://).")],
     config: ConfigOpt = None,
+    endpoint_url: EndpointOpt = None,
+    anonymous: AnonymousOpt = None,
     format: FormatOpt = None,
     bbox: BboxOpt = None,
     polygon: PolygonOpt = None,
@@ -143,6 +152,7 @@ def ingest(
     from mtinsar.config import load_config
     from mtinsar.execution import executor
     from mtinsar.io.products import read_products
+    from mtinsar.sources import remote
 
     run_cfg = load_config(
         config,
@@ -157,7 +167,9 @@ def ingest(
             exclude_pairs=exclude_pair,
             multilook=multilook,
         ),
+        storage={"endpoint_url": endpoint_url, "anonymous": anonymous},
     )
+    remote.configure(run_cfg.storage)
     cfg = run_cfg.ingest
     with executor(run_cfg.execution):
         ds = read_products(products, cfg, progress=not quiet)
@@ -169,9 +181,13 @@ def ingest(
 
 @app.command()
 def run(
-    source: Annotated[Path, typer.Argument(help="Stack store (from `ingest`) or product folder.")],
+    source: Annotated[
+        str, typer.Argument(help="Stack store (from `ingest`) or product folder; local or s3://.")
+    ],
     out: Annotated[Path, typer.Argument(help="Result folder (replaced if it holds a result).")],
     config: ConfigOpt = None,
+    endpoint_url: EndpointOpt = None,
+    anonymous: AnonymousOpt = None,
     format: FormatOpt = None,
     bbox: BboxOpt = None,
     polygon: PolygonOpt = None,
@@ -211,15 +227,18 @@ def run(
         ),
         reference={"lon": ref_lon, "lat": ref_lat},
         execution={"scheduler": scheduler},
+        storage={"endpoint_url": endpoint_url, "anonymous": anonymous},
     )
     summary = _run(source, out, cfg, progress=not quiet)
     _print_summary(summary, out)
 
 
-def _run(source: Path, out: Path, cfg: Any, progress: bool) -> dict:
+def _run(source: str | Path, out: Path, cfg: Any, progress: bool) -> dict:
     from mtinsar import output, pipeline
     from mtinsar.execution import executor
+    from mtinsar.sources import remote
 
+    remote.configure(cfg.storage)
     output.check_writable(out)  # fail before hours of work, not after
     stack = pipeline.load_input(source, cfg, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,6 +302,30 @@ def demo(
         f"over {score['coverage'] * 100:.1f} % of the coherent area"
     )
     typer.echo(f"scene: {scene_dir}/  results: {results}/  figures: {results / 'figures'}/")
+
+
+@app.command()
+def search(
+    catalog: Annotated[
+        str, typer.Argument(help="STAC API URL, or a static catalog's catalog.json (path/URL).")
+    ],
+    bbox: Annotated[
+        tuple[float, float, float, float],
+        typer.Option(help="LON_MIN LAT_MIN LON_MAX LAT_MAX (degrees).", show_default=False),
+    ],
+    start: Annotated[str, typer.Option(help="First date, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last date, YYYY-MM-DD.")],
+    track: Annotated[int | None, typer.Option(help="Relative orbit (sat:relative_orbit).")] = None,
+    collection: Annotated[
+        list[str] | None, typer.Option(help="STAC collection to search; repeatable.")
+    ] = None,
+    asset: Annotated[str | None, typer.Option(help="Asset key whose href to print.")] = None,
+) -> None:
+    """Find products in a STAC catalog or API; prints one href per line."""
+    from mtinsar.sources.stac import search as stac_search
+
+    for href in stac_search(catalog, bbox, start, end, track, collection, asset):
+        typer.echo(href)
 
 
 @app.command()

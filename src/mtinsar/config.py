@@ -21,6 +21,7 @@ from mtinsar.corrections.unwrap import UnwrapConfig
 from mtinsar.errors import ConfigError
 from mtinsar.model import ModelConfig
 from mtinsar.qc import QcConfig
+from mtinsar.sources.remote import StorageConfig
 
 
 class _Section(BaseModel):
@@ -276,6 +277,7 @@ class RunConfig(_Section):
     mask: MaskConfig = Field(default_factory=MaskConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
 def load_config(path: str | Path | None = None, **overrides: dict[str, Any]) -> RunConfig:

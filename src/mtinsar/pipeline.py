@@ -42,6 +42,7 @@ from mtinsar.inversion import coherence_weights, invert
 from mtinsar.io.products import read_products
 from mtinsar.model import fit_model, reference_index, rereference
 from mtinsar.network import Network
+from mtinsar.sources.remote import as_path
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,7 @@ class _Stage:
 
 def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> xr.Dataset:
     """Open a stack store, or read a product folder into a (lazy) stack."""
-    path = Path(path)
-    if (path / "zarr.json").is_file():  # a Zarr v3 group: a stack store made by `ingest`
+    if (as_path(path) / "zarr.json").is_file():  # a Zarr v3 group: a store from `ingest`
         return stack_store.open(path)
     return read_products(path, config.ingest, progress)  # lazy: pixels load chunk by chunk
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ import xarray as xr
 
 from mtinsar.errors import InputError
 from mtinsar.execution import progress_bar
+from mtinsar.sources import remote
 
 logger = logging.getLogger(__name__)
 
@@ -204,17 +206,27 @@ def dates(ds: xr.Dataset) -> np.ndarray:
 # --------------------------------------------------------------------------- save
 
 
-def save(ds: xr.Dataset, path: str | Path, chunk_size: int = 256, progress: bool = False) -> Path:
+def save(
+    ds: xr.Dataset, path: str | Path, chunk_size: int = 256, progress: bool = False
+) -> Path | str:
     """Write a stack to a Zarr v3 store at `path`, atomically; returns the path.
 
     Chunked in space only: every chunk holds all pairs of a `chunk_size` x `chunk_size` pixel
     block, so one pixel's history is one read. The store is written to a temporary sibling
     and renamed into place; an existing store at `path` is removed only after the new one is
     complete, and a failure leaves it untouched with no temporary directory behind.
+
+    `path` may be an object-storage URL (``s3://bucket/stack.zarr``; returned as a string);
+    see `_save_remote` for how the missing atomic rename is made up for there.
     """
     validate(ds, source="stack to save")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer [pixels], got {chunk_size!r}")
+    if remote.is_remote(path):
+        url = str(path).rstrip("/")
+        _save_remote(ds, url, chunk_size, progress)
+        logger.info("saved stack of %d pairs to %s", ds.sizes["pair"], url)
+        return url
     path = Path(path)
     _check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,10 +249,23 @@ def _check_target(path: Path) -> None:
         )
 
 
-def _write(ds: xr.Dataset, target: Path, chunk_size: int, progress: bool, label: str) -> None:
+def _write(
+    ds: xr.Dataset,
+    target: Path | str,
+    chunk_size: int,
+    progress: bool,
+    label: str,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
     out, encoding = _prepare(ds, chunk_size)
     delayed = out.to_zarr(
-        target, mode="w-", zarr_format=3, consolidated=False, encoding=encoding, compute=False
+        target,
+        mode="w-",
+        zarr_format=3,
+        consolidated=False,
+        encoding=encoding,
+        compute=False,
+        storage_options=storage_options,
     )
     n_valid = da.isfinite(out["unw"].data).sum(axis=(1, 2))
     with progress_bar(f"writing {label}", progress):
@@ -291,6 +316,90 @@ def _replace(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+# --------------------------------------------------------------------------- object storage
+
+
+def _save_remote(ds: xr.Dataset, url: str, chunk_size: int, progress: bool) -> None:
+    """Write a stack store to object storage, never leaving a partial store `open` accepts.
+
+    Object stores have no atomic rename, so: (1) the whole store is written under a hidden
+    temporary prefix beside `url`; (2) an existing store at `url` is deleted (object storage
+    cannot swap it atomically: a failure after this point loses the old store, never leaves
+    a half one); (3) every object is copied server-side (no download) to `url`, the root
+    ``zarr.json`` LAST; (4) the temporary prefix is deleted. `open` requires the root
+    ``zarr.json``, so a store interrupted at any step (even by SIGKILL) is refused; on an
+    exception both prefixes are cleaned up, so nothing partial is left behind.
+    """
+    fs = remote.filesystem(url)
+    key = remote.strip_scheme(url)
+    parent, _, name = key.rpartition("/")
+    if not parent or not name:
+        raise InputError(f"{url}: give a store path inside a bucket, e.g. s3://bucket/stack.zarr")
+    state = _remote_state(fs, url, key)
+    if state == "other":
+        raise InputError(
+            f"{url}: exists and is not a stack store; choose another output path or remove it"
+        )
+    tmp_key = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp_url = url[: len(url) - len(key)] + tmp_key
+    published = False
+    try:
+        _write(ds, tmp_url, chunk_size, progress, name, remote.storage_options(url))
+        if state == "store":
+            remote.call_with_retries(
+                lambda: fs.rm(key, recursive=True), url, "removing the old store"
+            )
+        published = True
+        _publish(fs, tmp_key, key, url)
+    except BaseException:
+        if published:
+            _remove_quietly(fs, key)
+        raise
+    finally:
+        _remove_quietly(fs, tmp_key)
+
+
+def _remote_state(fs: Any, url: str, key: str) -> str:
+    """'none' (nothing at `key`), 'store' (a Zarr store) or 'other'."""
+
+    def look() -> str:
+        if fs.exists(f"{key}/zarr.json"):
+            return "store"
+        return "other" if fs.exists(key) else "none"
+
+    return remote.call_with_retries(look, url, "checking the store path")
+
+
+def _publish(fs: Any, tmp_key: str, key: str, url: str) -> None:
+    """Server-side copy of the store at `tmp_key` to `key`, root metadata last."""
+    root_meta = f"{tmp_key}/zarr.json"
+    objects = remote.call_with_retries(lambda: fs.find(tmp_key), url, "listing the new store")
+    body = [o for o in objects if o != root_meta]
+    if body:
+        targets = [key + o[len(tmp_key) :] for o in body]
+        remote.call_with_retries(lambda: fs.copy(body, targets), url, "copying the store")
+    remote.call_with_retries(
+        lambda: fs.copy(root_meta, f"{key}/zarr.json"), url, "publishing the store"
+    )
+
+
+def _remove_quietly(fs: Any, key: str, rounds: int = 3) -> None:
+    """Delete everything under `key`; never raises (cleanup must not hide the first error).
+
+    When a Dask write fails, blocks already running in other threads still finish their
+    upload after the error reaches us, so the prefix is checked again after a short wait.
+    """
+    for _ in range(rounds):
+        try:
+            if not fs.exists(key):
+                return
+            fs.rm(key, recursive=True)
+        except Exception as exc:
+            logger.warning("could not remove %s: %s", key, exc)
+            return
+        time.sleep(0.2)
+
+
 # --------------------------------------------------------------------------- open
 
 
@@ -298,8 +407,10 @@ def open(path: str | Path) -> xr.Dataset:  # shadows the builtin on purpose: `st
     """Open a stack store lazily (dask-backed) and validate it.
 
     Raises InputError naming `path` if it is missing, is not a Zarr stack store, or does not
-    follow the IfgStack schema.
+    follow the IfgStack schema. `path` may be an object-storage URL (``s3://...``).
     """
+    if remote.is_remote(path):
+        return _open_remote(str(path).rstrip("/"))
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such stack store; create it with `mtinsar ingest`")
@@ -308,8 +419,34 @@ def open(path: str | Path) -> xr.Dataset:  # shadows the builtin on purpose: `st
             f"{path}: not a stack store (no Zarr v3 'zarr.json' inside); "
             "create it with `mtinsar ingest`"
         )
+    return _open_store(path, str(path), None)
+
+
+def _open_remote(url: str) -> xr.Dataset:
+    fs = remote.filesystem(url)
+    state = _remote_state(fs, url, remote.strip_scheme(url))
+    if state == "none":
+        raise InputError(f"{url}: no such stack store; create it with `mtinsar ingest`")
+    if state == "other":
+        raise InputError(
+            f"{url}: not a stack store (no Zarr v3 'zarr.json' inside; an interrupted write "
+            "leaves none); create it with `mtinsar ingest`"
+        )
+    return _open_store(url, url, remote.storage_options(url))
+
+
+def _open_store(
+    store: Path | str, source: str, storage_options: dict[str, Any] | None
+) -> xr.Dataset:
+    path = source
     try:
-        ds = xr.open_zarr(path, consolidated=False, zarr_format=3, decode_coords="all")
+        ds = xr.open_zarr(
+            store,
+            consolidated=False,
+            zarr_format=3,
+            decode_coords="all",
+            storage_options=storage_options,
+        )
     except Exception as exc:  # zarr/xarray raise many types for a damaged or foreign store
         raise InputError(
             f"{path}: cannot be opened as a stack store ({exc}); create it with `mtinsar ingest`"
@@ -317,4 +454,4 @@ def open(path: str | Path) -> xr.Dataset:  # shadows the builtin on purpose: `st
     if "pair" in ds.coords and ds["pair"].dtype.kind != "U":
         # Zarr returns variable-length strings (object/StringDType): restore numpy unicode.
         ds = ds.assign_coords(pair=np.asarray([str(v) for v in ds["pair"].values], dtype=str))
-    return validate(ds, source=str(path))
+    return validate(ds, source=source)

@@ -68,6 +68,7 @@ from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
+from mtinsar.sources import remote
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -122,8 +123,9 @@ class RasterInfo:
 
 @contextmanager
 def open_raster(path: str, fix: str) -> Iterator[Any]:
-    """rasterio dataset of `path` (a file or GDAL /vsi path); read failures inside become
-    an InputError naming it and saying `fix`."""
+    """rasterio dataset of `path` (a file, a GDAL /vsi path, or an ``s3://``/``https://``
+    URL read in place through `mtinsar.sources.remote`); read failures inside become an
+    InputError naming it and saying `fix`."""
     gdal_log = logging.getLogger("rasterio._env")
     level = gdal_log.level
     # GDAL's own log lines would only repeat the InputError below on the user's terminal.
@@ -131,7 +133,7 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
+            with remote.open_raster(path) as src:
                 yield src
     except rasterio.errors.RasterioError as exc:
         detail = str(exc.__cause__ or exc)
@@ -521,7 +523,7 @@ def read_geotiff(
     InputError naming the file or value at fault and the fix.
     """
     config = config or IngestConfig()
-    root = Path(path)
+    root = remote.as_path(path)
     found = _discover(root, config)
     labels = sorted(found.unw, key=lambda k: (found.unw[k][0], found.unw[k][1]))
     refs = np.array([found.unw[k][0] for k in labels])
@@ -553,7 +555,7 @@ def read_geotiff(
 def is_geotiff(path: str | Path) -> bool:
     """Cheap sniff: a folder holding (up to two levels down) a .tif named like an unwrapped
     phase file (default pattern ``*unw*``) with a pair of dates in its name or folder."""
-    root = Path(path)
+    root = remote.as_path(path)
     if not root.is_dir():
         return False
     patterns = IngestConfig().geotiff_unw_patterns

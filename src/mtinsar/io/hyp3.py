@@ -67,6 +67,7 @@ from mtinsar.io.geotiff import (
     read_window,
 )
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
+from mtinsar.sources import remote
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,11 @@ class Product:
     def open(self) -> OpenProduct:
         """The product's files; InputError for a truncated zip or a missing phase file."""
         fix = f"download it again, or {_EXCLUDE_FIX}"
+        if self.zipped and remote.is_remote(self.location):
+            raise InputError(
+                f"{self.location}: zipped HyP3 products are read in place only when unzipped; "
+                "unzip them into product folders in the bucket, or download the .zip files"
+            )
         if self.zipped:
             try:
                 with zipfile.ZipFile(self.location) as zf:
@@ -182,7 +188,7 @@ def read_hyp3(
     and the fix.
     """
     config = config or IngestConfig()
-    root = Path(path)
+    root = remote.as_path(path)
     products = discover(root)
     labels = [p.label for p in products]
     kept = select_pairs(
@@ -212,7 +218,7 @@ def read_hyp3(
 
 def is_hyp3(path: str | Path) -> bool:
     """Cheap sniff (names only): a folder holding a HyP3 INSAR_GAMMA product folder or .zip."""
-    root = Path(path)
+    root = remote.as_path(path)
     if not root.is_dir():
         return False
     for entry in root.iterdir():

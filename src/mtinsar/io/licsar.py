@@ -52,6 +52,7 @@ from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import ConfigError, InputError
 from mtinsar.io.select import select_pairs
+from mtinsar.sources.remote import as_path, open_raster
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def read_licsar_config(
             "ingest.polygon and ingest.selection_crs are not supported for LiCSAR frames yet; "
             "give ingest.bbox in lon/lat degrees instead"
         )
-    layout = _find_layout(Path(path))
+    layout = _find_layout(as_path(path))
     found = _discover_pairs(layout)
     labels = sorted(found, key=lambda k: _pair_key(found[k]))
     refs = np.array([found[k].ref for k in labels])
@@ -160,12 +161,15 @@ def read_licsar(
     are kept and only they are read. multilook: integer factor, NaN-aware block mean applied
     after cropping (trailing rows/columns that do not fill a block are dropped).
     exclude_pairs: pair labels "YYYYMMDD_YYYYMMDD" to leave out. wavelength [m]: defaults to
-    Sentinel-1's. Returns a validated IfgStack whose unw/coh are dask arrays read lazily in
-    (all pairs, chunk_size, chunk_size) blocks (geometry is read now); raises InputError
-    naming the file or value at fault. A pair without any valid pixel is reported when the
-    pixels are first read (`mtinsar.stack.check_pairs_have_data`).
+    Sentinel-1's. `path` may also be an ``s3://`` or ``https://`` folder URL: the folder is
+    listed once through fsspec and the rasters are read in place, window by window, through
+    GDAL's /vsis3/ or /vsicurl/ (`mtinsar.sources.remote`). Returns a validated IfgStack
+    whose unw/coh are dask arrays read lazily in (all pairs, chunk_size, chunk_size) blocks
+    (geometry is read now); raises InputError naming the file or value at fault. A pair
+    without any valid pixel is reported when the pixels are first read
+    (`mtinsar.stack.check_pairs_have_data`).
     """
-    path = Path(path)
+    path = as_path(path)
     _check_options(bbox, multilook, wavelength)
     layout = _find_layout(path)
     pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
@@ -256,7 +260,7 @@ def _find_layout(path: Path) -> _Layout:
 
 def is_licsar(path: str | Path) -> bool:
     """Cheap sniff (names only): a LiCSAR portal frame, a GEOC folder or a GEOC's parent."""
-    path = Path(path)
+    path = as_path(path)
     return path.is_dir() and any(
         _holds_pairs(root) for root in (path / "interferograms", path / "GEOC", path)
     )
@@ -348,7 +352,7 @@ def _open_raster(file: Path, fix: str) -> Iterator[Any]:
         with warnings.catch_warnings(), _quiet_gdal():
             # A file without georeferencing is reported below as a grid problem instead.
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(file) as src:
+            with open_raster(file) as src:
                 yield src
     except rasterio.errors.RasterioError as exc:
         # rasterio often says only "see previous exception": the GDAL cause is the useful part.
@@ -613,7 +617,7 @@ def read_baselines(path: Path) -> dict[str, float]:
     baselines of mdate and sdate relative to the single master). Returns {} with a logged
     warning if the file is missing; unparseable lines are skipped with a warning.
     """
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         logger.warning("%s: baselines file missing; bperp is NaN for every pair", path)
         return {}
@@ -684,7 +688,7 @@ def _pair_bperp(path: Path, pairs: list[_Pair]) -> np.ndarray:
 
 def read_metadata_txt(path: Path) -> dict[str, str]:
     """key=value pairs of a LiCSAR metadata.txt ({} if the file is missing)."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         return {}
     items = {}

@@ -14,6 +14,7 @@ import xarray as xr
 
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
+from mtinsar.sources.remote import as_path, is_remote
 
 #: format -> (module, reader, sniffer), in detection order: specific layouts before the
 #: generic GeoTIFF folder, which matches almost any folder of per-pair rasters.
@@ -28,11 +29,14 @@ FORMATS: dict[str, tuple[str, str, str]] = {
 
 def detect_format(path: str | Path) -> str:
     """The format of the product folder `path`, from file and folder names."""
-    path = Path(path)
+    path = as_path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; give the product folder's path")
     for name, (module, _, sniffer) in FORMATS.items():
-        if getattr(importlib.import_module(module), sniffer)(path):
+        # Sniffers get a URL as text: those that cannot list remote folders say "no".
+        if getattr(importlib.import_module(module), sniffer)(
+            str(path) if is_remote(path) else path
+        ):
             return name
     if (path / "interferograms").is_dir() or (path / "metadata").is_dir():
         return "licsar"  # a damaged LiCSAR frame: its reader says what exactly is missing

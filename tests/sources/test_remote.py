@@ -1,0 +1,238 @@
+"""Products read in place from object storage (`mtinsar.sources.remote`).
+
+A simulated LiCSAR frame is uploaded to a real S3-compatible server (moto's server mode) on
+loopback and read through the public reader with an `s3://` URL. The reference is the same
+folder read from local disk (itself tested against the simulator's truth in
+tests/io/test_licsar.py), so every pixel must agree; the server counts the bytes it sends.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+import rasterio.shutil
+import xarray as xr
+from s3_server import closed_port, make_bucket, moto_s3
+
+from mtinsar.config import IngestConfig
+from mtinsar.errors import InputError
+from mtinsar.io.licsar import read_licsar
+from mtinsar.io.products import detect_format, read_products
+from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+from mtinsar.simulate.geotiff import write_geotiff_stack
+from mtinsar.simulate.hyp3 import write_hyp3
+from mtinsar.sources import remote
+
+BUCKET = "products"
+FRAME_KEY = "frames/005A_01234_131313"
+#: A second copy read only by the acceptance test: GDAL keeps the byte ranges it downloaded
+#: per path for the life of the process, so a path no other test reads keeps the count cold.
+ACCEPTANCE_KEY = "acceptance/005A_01234_131313"
+#: COG tile side [px]: the unit of a windowed remote read.
+TILE = 32
+
+
+def _to_cog(folder: Path) -> None:
+    """Rewrite every GeoTIFF under `folder` as a tiled GeoTIFF, header first (COG-like).
+
+    The simulator writes striped GeoTIFFs (like older LiCSAR products): a window of a strip
+    file spans whole rows, so only tiled files show what windowed remote reads save.
+    """
+    for tif in sorted(folder.rglob("*.tif")):
+        cog = tif.with_suffix(".cog")
+        with rasterio.open(tif) as src:
+            predictor = 3 if src.dtypes[0] == "float32" else 2
+        rasterio.shutil.copy(
+            tif,
+            cog,
+            driver="GTiff",
+            tiled=True,
+            blockxsize=TILE,
+            blockysize=TILE,
+            compress="DEFLATE",
+            predictor=predictor,
+        )
+        cog.replace(tif)
+
+
+@pytest.fixture(scope="module")
+def frame(tmp_path_factory) -> Path:
+    cfg = SceneConfig(ny=640, nx=640, n_dates=5, seed=5)
+    folder = write_licsar(simulate_scene(cfg), tmp_path_factory.mktemp("remote") / "frame")
+    _to_cog(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def s3(frame):
+    """The server, with the frame's products (not the simulator's truth) uploaded."""
+    with pytest.MonkeyPatch.context() as mp, moto_s3(mp) as server:
+        make_bucket(server, BUCKET)
+        fs = remote.filesystem(f"s3://{BUCKET}")
+        for key in (FRAME_KEY, ACCEPTANCE_KEY):
+            for sub in ("interferograms", "metadata"):
+                fs.put(str(frame / sub), f"{BUCKET}/{key}/{sub}", recursive=True)
+        yield server
+
+
+def _product_bytes(frame: Path) -> int:
+    return sum(
+        f.stat().st_size
+        for sub in ("interferograms", "metadata")
+        for f in (frame / sub).rglob("*")
+        if f.is_file()
+    )
+
+
+def _bbox_fraction(frame: Path, fraction: float, offset: float = 0.37) -> tuple[float, ...]:
+    """A lon/lat square covering `fraction` of the frame's area, off the tile lattice."""
+    tif = next((frame / "interferograms").rglob("*.geo.unw.tif"))
+    with rasterio.open(tif) as src:
+        left, bottom, right, top = src.bounds
+    side = math.sqrt(fraction)
+    w, h = (right - left) * side, (top - bottom) * side
+    x0, y0 = left + (right - left) * offset, bottom + (top - bottom) * offset
+    return (x0, y0, x0 + w, y0 + h)
+
+
+def _same_stack(remote_ds: xr.Dataset, local_ds: xr.Dataset) -> None:
+    assert remote_ds.attrs.pop("source").startswith("s3://")
+    local_ds.attrs.pop("source")
+    xr.testing.assert_identical(remote_ds, local_ds)
+
+
+def test_licsar_bbox_read_in_place_moves_few_bytes(s3, frame):
+    """Acceptance (issue #3): a 5 % bbox transfers <= 15 % of the product bytes."""
+    url = f"s3://{BUCKET}/{ACCEPTANCE_KEY}"
+    config = IngestConfig(bbox=_bbox_fraction(frame, 0.05))
+    s3.counter.reset()
+    remote_ds = read_products(url, config).load()
+    sent = s3.counter.sent
+    total = _product_bytes(frame)
+    fraction = sent / total
+    print(f"\nbytes from the object store: {sent} of {total} product bytes ({fraction:.1%})")
+    assert remote_ds.sizes["pair"] > 0 and 0.04 < remote_ds["unw"][0].size / 640**2 < 0.06
+    _same_stack(remote_ds, read_products(frame, config).load())
+    assert fraction <= 0.15
+    # Every pixel file was read through ranged requests, none downloaded whole.
+    sizes = {str(f.relative_to(frame)): f.stat().st_size for f in frame.rglob("*.tif")}
+    per_path = s3.counter.by_path()
+    for rel, size in sizes.items():
+        assert per_path.get(f"/{BUCKET}/{ACCEPTANCE_KEY}/{rel}", 0) < size / 2, rel
+
+
+def test_whole_frame_read_in_place_equals_local(s3, frame):
+    url = f"s3://{BUCKET}/{FRAME_KEY}"
+    config = IngestConfig(multilook=4, chunk_size=80)
+    assert detect_format(url) == "licsar"
+    _same_stack(read_products(url, config).load(), read_products(frame, config).load())
+
+
+def test_missing_frame_names_url(s3):
+    url = f"s3://{BUCKET}/frames/nothing_here"
+    with pytest.raises(InputError, match=r"s3://products/frames/nothing_here: no such folder"):
+        read_licsar(url)
+
+
+def test_unreachable_endpoint_retries_with_backoff(monkeypatch):
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setattr(
+        remote, "_active", remote.StorageConfig(endpoint_url=endpoint, retries=3, backoff_s=0.2)
+    )
+    url = f"s3://{BUCKET}/{FRAME_KEY}"
+    start = time.monotonic()
+    with pytest.raises(InputError) as info:
+        read_licsar(url)
+    elapsed = time.monotonic() - start
+    assert str(info.value).startswith(f"{url}: unreachable at endpoint {endpoint} after 3 attempts")
+    assert elapsed >= 0.2 + 0.4
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_gdal_paths_and_options_for_a_loopback_endpoint():
+    cfg = remote.StorageConfig(endpoint_url="http://127.0.0.1:9000", anonymous=True)
+    assert remote.gdal_path("s3://b/k/x.tif") == "/vsis3/b/k/x.tif"
+    assert remote.gdal_path("https://h/x.tif") == "/vsicurl/https://h/x.tif"
+    assert remote.gdal_path("/data/x.tif") == "/data/x.tif"
+    options = remote.gdal_options("s3://b/k/x.tif", cfg)
+    assert options["AWS_S3_ENDPOINT"] == "127.0.0.1:9000"
+    assert options["AWS_HTTPS"] == "NO"
+    assert options["AWS_VIRTUAL_HOSTING"] == "FALSE"
+    assert options["AWS_NO_SIGN_REQUEST"] == "YES"
+    assert remote.gdal_options("/data/x.tif", cfg) == {}
+    assert "AWS_S3_ENDPOINT" not in remote.gdal_options("https://h/x.tif", cfg)
+
+
+def test_storage_config_falls_back_to_environment(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1234")
+    monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    resolved = remote.StorageConfig().resolved()
+    assert resolved.endpoint_url == "http://127.0.0.1:1234"
+    assert resolved.anonymous is True
+    explicit = remote.StorageConfig(endpoint_url="http://10.0.0.1:9000", anonymous=False)
+    assert explicit.resolved().endpoint_url == "http://10.0.0.1:9000"
+    assert explicit.resolved().anonymous is False
+
+
+def test_remote_path_listing(s3, frame):
+    root = remote.as_path(f"s3://{BUCKET}/{FRAME_KEY}")
+    assert isinstance(root, remote.RemotePath)
+    assert root.is_dir() and (root / "metadata").is_dir()
+    local = sorted(p.name for p in (frame / "interferograms").iterdir())
+    assert [p.name for p in (root / "interferograms").iterdir()] == local
+    unw = sorted(root.rglob("*.geo.unw.tif"))
+    assert [p.name for p in unw] == sorted(p.name for p in frame.rglob("*.geo.unw.tif"))
+    assert unw[0].with_name("x.tif").parent == unw[0].parent
+    local_unw = frame / unw[0].parts[-3] / unw[0].parts[-2] / unw[0].name
+    assert unw[0].stat().st_size == local_unw.stat().st_size
+    baselines = (root / "metadata" / "baselines").read_text()
+    assert baselines == (frame / "metadata" / "baselines").read_text()
+    assert remote.as_path(frame) == frame
+
+
+# --------------------------------------------------------------------------- other formats
+
+
+def _upload(folder: Path, key: str) -> str:
+    """Upload the product files under `folder` (not the simulator's scene.json) to `key`."""
+    fs = remote.filesystem(f"s3://{BUCKET}")
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and file.name != "scene.json":
+            fs.put_file(str(file), f"{BUCKET}/{key}/{file.relative_to(folder).as_posix()}")
+    return f"s3://{BUCKET}/{key}"
+
+
+@pytest.fixture(scope="module")
+def small_scene():
+    return simulate_scene(SceneConfig(ny=24, nx=20, n_dates=5, seed=8))
+
+
+def test_hyp3_folders_read_in_place_equal_local(s3, small_scene, tmp_path):
+    folder = write_hyp3(small_scene, tmp_path / "hyp3")
+    url = _upload(folder, "hyp3")
+    assert detect_format(url) == "hyp3"
+    config = IngestConfig(chunk_size=16)
+    _same_stack(read_products(url, config).load(), read_products(folder, config).load())
+
+
+def test_hyp3_zips_in_a_bucket_are_refused_with_the_fix(s3, small_scene, tmp_path):
+    folder = write_hyp3(small_scene, tmp_path / "hyp3zip", as_zip=True)
+    url = _upload(folder, "hyp3zip")
+    with pytest.raises(InputError, match=r"s3://products/hyp3zip/.*\.zip: zipped HyP3 .* unzip"):
+        read_products(url, IngestConfig(format="hyp3"))
+
+
+def test_generic_geotiff_stack_read_in_place_equals_local(s3, small_scene, tmp_path):
+    folder = write_geotiff_stack(small_scene, tmp_path / "gtiff")
+    url = _upload(folder, "gtiff")
+    config = IngestConfig(format="geotiff", multilook=2)
+    _same_stack(read_products(url, config).load(), read_products(folder, config).load())
