@@ -305,6 +305,63 @@ def demo(
 
 
 @app.command()
+def update(
+    results: Annotated[Path, typer.Argument(help="Result folder of `mtinsar run` to update.")],
+    products: Annotated[
+        str, typer.Argument(help="Product folder holding the new pairs (old ones are ignored).")
+    ],
+    config: ConfigOpt = None,
+    endpoint_url: EndpointOpt = None,
+    anonymous: AnonymousOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add new acquisitions to a result without re-inverting its history; writes a new version."""
+    _setup_logging(quiet)
+    import numpy as np
+
+    from mtinsar import nrt, output, versions
+    from mtinsar.config import load_config
+    from mtinsar.io.products import read_products
+    from mtinsar.sources import remote
+
+    cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
+    remote.configure(cfg.storage)
+    before = versions.current(results)
+    result = versions.open_version(results).load()
+    stack = read_products(products, cfg.ingest, progress=not quiet)
+    sec = stack["sec_date"].values
+    new_dates = np.unique(sec[sec > result["time"].values[-1]])
+    if new_dates.size == 0:
+        typer.echo(f"no pair ends after {str(result['time'].values[-1])[:10]}: nothing to add")
+        return
+    reports = []
+    for date in new_dates:
+        known = np.isin(stack["ref_date"].values, result["time"].values)
+        pairs = stack.isel(pair=(sec == date) & known).load()
+        result, report = nrt.update(result, pairs, cfg, cfg.nrt)
+        reports.append(report)
+        typer.echo(
+            f"{report.date}: {len(report.pairs_used)} pairs, "
+            f"{report.n_pixels_estimated} pixels, {report.alert_pixels} alert pixels"
+        )
+
+    def fill(folder: Path) -> None:
+        output.write_store(result, folder, versions.STORE)
+        nrt.write_alerts(reports[-1].alerts, folder / "alerts.geojson")
+        summaries = [r.summary() for r in reports]
+        (folder / "update.json").write_text(json.dumps(summaries, indent=2, default=str))
+
+    number = versions.write_version(results, fill)
+    for report in reports:  # after the version is safe: a dead webhook never costs a result
+        nrt.post_alerts(report.alerts, cfg.nrt)
+    due = [r.full_rerun_reason for r in reports if r.full_rerun_due]
+    typer.echo(
+        f"{len(new_dates)} date(s) added: version {before} -> {number} in {results}/versions/"
+        + (f"; a full re-run is due ({due[-1]}): mtinsar run" if due else "")
+    )
+
+
+@app.command()
 def search(
     catalog: Annotated[
         str, typer.Argument(help="STAC API URL, or a static catalog's catalog.json (path/URL).")
@@ -426,15 +483,14 @@ def gnss(
 
 
 def _open_result(path: Path) -> Any:
-    """A result store, given the result folder or the store itself."""
+    """The current version of a result folder, or a result store given directly."""
     import xarray as xr
 
-    from mtinsar.errors import InputError
+    from mtinsar import versions
 
-    store = path / "timeseries.zarr" if (path / "timeseries.zarr").is_dir() else path
-    if not (store / "zarr.json").is_file():
-        raise InputError(f"{path}: not a result folder of `mtinsar run` (no timeseries.zarr)")
-    return xr.open_zarr(store, decode_coords="all")
+    if (path / "zarr.json").is_file():
+        return xr.open_zarr(path, decode_coords="all")
+    return versions.open_version(path)
 
 
 def _software() -> str:

@@ -261,6 +261,62 @@ class ExecutionConfig(_Section):
     )
 
 
+class NrtConfig(_Section):
+    """Near-real-time updates: alert thresholds, webhooks and the full re-run policy."""
+
+    k_sigma: float = Field(
+        3.0,
+        gt=0,
+        description="A pixel alerts when its new displacement departs from the model "
+        "prediction by more than k_sigma prediction standard deviations.",
+    )
+    min_area_px: int = Field(
+        20, ge=1, description="Smallest connected area of alerting pixels that is reported."
+    )
+    connectivity: Literal[4, 8] = Field(
+        8, description="Pixel connectivity of alert areas: 4 (edges) or 8 (edges and corners)."
+    )
+    highpass_window_px: int = Field(
+        31,
+        ge=0,
+        description="Side [pixels] of the window whose mean departure (the new date's "
+        "long-wavelength atmosphere) is removed before the test; areas much smaller than "
+        "the window are detected, larger ones look like atmosphere (0 = off).",
+    )
+    reliable_only: bool = Field(
+        True, description="Alert only on pixels of the result's reliability mask."
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description="URLs that receive the alerts as a GeoJSON POST after an update with alerts.",
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request [s].")
+    webhook_retries: int = Field(
+        3, ge=0, description="Retries of a failed webhook request (exponential backoff)."
+    )
+    webhook_backoff_s: float = Field(
+        0.5, ge=0, description="Wait before the first retry [s]; doubled at each retry."
+    )
+    webhook_max_s: float = Field(
+        30.0,
+        gt=0,
+        description="Time budget for one webhook, retries included [s]: a dead webhook never "
+        "holds the update longer.",
+    )
+    full_rerun_every: int = Field(
+        12,
+        ge=1,
+        description="A full re-inversion (`mtinsar run --full`) is due after this many "
+        "updates (about 5 months of 12-day revisits).",
+    )
+    residual_growth_factor: float = Field(
+        1.5,
+        gt=1,
+        description="A full re-inversion is due when the median model residual RMS of the "
+        "reliable pixels exceeds this factor times its value after the last full run.",
+    )
+
+
 class RunConfig(_Section):
     """Everything `mtinsar run` needs. Each section documents its keys."""
 
@@ -278,6 +334,7 @@ class RunConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    nrt: NrtConfig = Field(default_factory=NrtConfig)
 
 
 def load_config(path: str | Path | None = None, **overrides: dict[str, Any]) -> RunConfig:

@@ -67,13 +67,12 @@ import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import shapely
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
 from pyproj import Transformer
 from rasterio import features
 from rasterio.transform import Affine
@@ -82,7 +81,7 @@ from shapely.geometry import mapping, shape
 from shapely.ops import unary_union
 
 from mtinsar import qc
-from mtinsar.config import RunConfig
+from mtinsar.config import NrtConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
 from mtinsar.corrections import chain
 from mtinsar.corrections.reference import reference_phase
@@ -97,64 +96,6 @@ log = logging.getLogger(__name__)
 _RCOND = 1e-10
 #: Names of the stored recursive-least-squares state.
 STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
-
-
-class NrtConfig(BaseModel):
-    """Near-real-time updates: alert thresholds, webhooks and the full re-run policy."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    k_sigma: float = Field(
-        3.0,
-        gt=0,
-        description="A pixel alerts when its new displacement departs from the model "
-        "prediction by more than k_sigma prediction standard deviations.",
-    )
-    min_area_px: int = Field(
-        20, ge=1, description="Smallest connected area of alerting pixels that is reported."
-    )
-    connectivity: Literal[4, 8] = Field(
-        8, description="Pixel connectivity of alert areas: 4 (edges) or 8 (edges and corners)."
-    )
-    highpass_window_px: int = Field(
-        31,
-        ge=0,
-        description="Side [pixels] of the window whose mean departure (the new date's "
-        "long-wavelength atmosphere) is removed before the test; areas much smaller than "
-        "the window are detected, larger ones look like atmosphere (0 = off).",
-    )
-    reliable_only: bool = Field(
-        True, description="Alert only on pixels of the result's reliability mask."
-    )
-    webhooks: list[str] = Field(
-        default_factory=list,
-        description="URLs that receive the alerts as a GeoJSON POST after an update with alerts.",
-    )
-    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request [s].")
-    webhook_retries: int = Field(
-        3, ge=0, description="Retries of a failed webhook request (exponential backoff)."
-    )
-    webhook_backoff_s: float = Field(
-        0.5, ge=0, description="Wait before the first retry [s]; doubled at each retry."
-    )
-    webhook_max_s: float = Field(
-        30.0,
-        gt=0,
-        description="Time budget for one webhook, retries included [s]: a dead webhook never "
-        "holds the update longer.",
-    )
-    full_rerun_every: int = Field(
-        12,
-        ge=1,
-        description="A full re-inversion (`mtinsar run --full`) is due after this many "
-        "updates (about 5 months of 12-day revisits).",
-    )
-    residual_growth_factor: float = Field(
-        1.5,
-        gt=1,
-        description="A full re-inversion is due when the median model residual RMS of the "
-        "reliable pixels exceeds this factor times its value after the last full run.",
-    )
 
 
 @dataclass

@@ -110,7 +110,7 @@ def write_store(ds: xr.Dataset, folder: Path, name: str = "timeseries.zarr") -> 
         # Consolidated metadata is kept on purpose (one read to open the store, also on
         # object storage) although Zarr v3 has not standardised it yet.
         warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-        ds.to_zarr(folder / name, zarr_format=3, mode="w")
+        ds.to_zarr(folder / name, zarr_format=3, mode="w", consolidated=True)
     return folder / name
 
 

@@ -42,6 +42,7 @@ from mtinsar.inversion import coherence_weights, invert
 from mtinsar.io.products import read_products
 from mtinsar.model import fit_model, reference_index, rereference
 from mtinsar.network import Network
+from mtinsar.nrt import attach_network
 from mtinsar.sources.remote import as_path
 
 log = logging.getLogger(__name__)
@@ -283,6 +284,7 @@ def run_sbas(
         n_comp = layers.pop("n_components").astype(np.int16)
         layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
         result = _result_dataset(stack, network, disp, layers, stats, n_comp, ref, config)
+        result = attach_network(result, network)  # what `mtinsar update` needs later
         corrections = None
         if chain.any_enabled(config):
             # the corrections fit whole-scene models: this stage holds the time series in memory
@@ -462,7 +464,7 @@ def _materialise(result: xr.Dataset, store: str | Path | None) -> xr.Dataset:
     with warnings.catch_warnings():
         # Consolidated metadata on purpose: one read opens the store (also on object storage).
         warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-        result.to_zarr(store, mode="w", zarr_format=3)
+        result.to_zarr(store, mode="w", zarr_format=3, consolidated=True)
     return xr.open_zarr(store, decode_coords="all")
 
 

@@ -1,0 +1,77 @@
+"""`mtinsar update` and the versions of a result folder."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mtinsar import versions
+from mtinsar.errors import InputError
+from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+
+
+def mtinsar(*args):
+    cmd = [sys.executable, "-m", "mtinsar", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """The full frame, and a copy without the pairs touching its last 2 dates."""
+    root = tmp_path_factory.mktemp("nrt")
+    scene = simulate_scene(SceneConfig(ny=60, nx=80, n_dates=20, seed=5))
+    full = write_licsar(scene, root / "full")
+    old = root / "old"
+    shutil.copytree(full, old)
+    last = {str(d).replace("-", "") for d in scene.dates[-2:]}
+    for pair in (old / "interferograms").iterdir():
+        if set(pair.name.split("_")) & last:
+            shutil.rmtree(pair)
+    return full, old, scene
+
+
+def test_update_appends_dates_as_a_new_version_close_to_a_full_run(frames, tmp_path):
+    full, old, scene = frames
+    results = tmp_path / "results"
+    assert mtinsar("run", old, results, "-q").returncode == 0
+    proc = mtinsar("update", results, full, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "version 0 -> 1" in proc.stdout
+    assert versions.versions(results) == [0, 1] and versions.current(results) == 1
+    updated = versions.open_version(results)
+    assert updated.sizes["time"] == 20 and versions.open_version(results, 0).sizes["time"] == 18
+    ref = updated.attrs["reference_lon"], updated.attrs["reference_lat"]
+    rerun = tmp_path / "rerun"
+    args = ["--ref-lon", ref[0], "--ref-lat", ref[1], "-q"]
+    assert mtinsar("run", full, rerun, *args).returncode == 0
+    full_v = xr.open_zarr(rerun / "timeseries.zarr")["velocity"].values
+    mask = updated["mask"].values & np.isfinite(full_v)
+    rms = np.sqrt(np.mean((updated["velocity"].values[mask] - full_v[mask]) ** 2))
+    assert rms < 0.0005, rms  # 0.5 mm/yr (issue #6)
+    report = json.loads((results / "versions" / "v1" / "update.json").read_text())
+    assert [r["date"] for r in report] == [str(d) for d in scene.dates[-2:]]
+    again = mtinsar("update", results, full, "-q")
+    assert again.returncode == 0 and "nothing to add" in again.stdout
+    assert versions.current(results) == 1
+
+
+def test_a_failed_version_write_leaves_the_current_one(tmp_path):
+    folder = tmp_path / "r"
+    (folder / versions.STORE).mkdir(parents=True)
+
+    def crash(tmp):
+        (tmp / "half-written").write_text("x")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        versions.write_version(folder, crash)
+    assert versions.current(folder) == 0 and versions.versions(folder) == [0]
+    assert list((folder / "versions").iterdir()) == []
+    assert versions.write_version(folder, lambda tmp: (tmp / versions.STORE).mkdir()) == 1
+    assert versions.current(folder) == 1
+    with pytest.raises(InputError, match="no version 7"):
+        versions.store_path(folder, 7)
