@@ -70,3 +70,30 @@ def test_reference_lonlat_on_a_projected_grid(layouts, scene):
     assert (result.attrs["reference_y"], result.attrs["reference_x"]) == (row, col)
     assert result.attrs["reference_lon"] == pytest.approx(lon, abs=1e-9)
     assert result.attrs["reference_lat"] == pytest.approx(lat, abs=1e-9)
+
+
+def test_licsar_polygon_and_projected_bbox(layouts):
+    """A polygon keeps the pixels whose centre it contains; a UTM bbox the pixels it covers."""
+    import json
+
+    import shapely
+    from pyproj import Transformer
+
+    full = read_products(layouts / "licsar")
+    x, y = full["x"].values, full["y"].values
+    d = 0.27 * (x[1] - x[0])  # vertices between pixel centres: no centre on an edge
+    tri = shapely.Polygon([(x[2] - d, y[3] + d), (x[20] + d, y[3] + d), (x[2] - d, y[18] - d)])
+    geojson = json.dumps(shapely.geometry.mapping(tri))
+    cut = read_products(layouts / "licsar", IngestConfig(polygon=geojson))
+    unw = cut["unw"].values[0]
+    ref = full["unw"].sel(y=cut["y"], x=cut["x"]).values[0]
+    xx, yy = np.meshgrid(cut["x"].values, cut["y"].values)
+    inside = shapely.contains_xy(tri, xx, yy)
+    assert inside.sum() > 50 and np.isnan(unw[~inside]).all()
+    np.testing.assert_array_equal(unw[inside], ref[inside])
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32614", always_xy=True)
+    (x0, x1), (y0, y1) = to_utm.transform([x[5], x[15]], [y[15], y[5]])
+    box = IngestConfig(bbox=(x0, y0, x1, y1), selection_crs="EPSG:32614")
+    sub = read_products(layouts / "licsar", box)
+    assert 0 < sub.sizes["x"] < full.sizes["x"] and 0 < sub.sizes["y"] < full.sizes["y"]
+    assert np.isfinite(sub["unw"].values).any()

@@ -50,8 +50,8 @@ from rasterio.windows import Window
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
-from mtinsar.errors import ConfigError, InputError
-from mtinsar.io.select import select_pairs
+from mtinsar.errors import InputError
+from mtinsar.io.select import AreaSelection, select_area, select_pairs
 from mtinsar.sources.remote import as_path, open_raster
 from mtinsar.stack import validate
 
@@ -119,29 +119,31 @@ def read_licsar_config(
 ) -> xr.Dataset:
     """`read_licsar` with its options from an `IngestConfig` (the common reader signature).
 
-    The date/pair-list selection applies; a polygon or a non-lon/lat bbox is not supported
-    for LiCSAR frames yet and is refused rather than ignored.
+    Every selection option applies (`mtinsar.io.select`): pairs and dates, and the area: a
+    lon/lat bbox directly, a polygon or a bbox in another CRS through `select_area` (pixels
+    outside the polygon become no data).
     """
     config = config or IngestConfig()
-    if config.polygon is not None or config.selection_crs != "EPSG:4326":
-        raise ConfigError(
-            "ingest.polygon and ingest.selection_crs are not supported for LiCSAR frames yet; "
-            "give ingest.bbox in lon/lat degrees instead"
-        )
     layout = _find_layout(as_path(path))
     found = _discover_pairs(layout)
     labels = sorted(found, key=lambda k: _pair_key(found[k]))
     refs = np.array([found[k].ref for k in labels])
     secs = np.array([found[k].sec for k in labels])
     kept = set(np.asarray(labels)[select_pairs(labels, refs, secs, config, str(path))])
+    area = None
+    if config.polygon is not None or config.selection_crs != "EPSG:4326":
+        grid = _probe_grid(found[labels[0]].unw)
+        crs = grid.crs or CRS.from_epsg(4326)
+        area = select_area(grid.transform, grid.shape, crs, config, str(path))
     return read_licsar(
         path,
-        bbox=config.bbox,
+        bbox=config.bbox if area is None else None,
         multilook=config.multilook,
         exclude_pairs=[k for k in labels if k not in kept],
         wavelength=config.wavelength,
         chunk_size=config.chunk_size,
         progress=progress,
+        area=area,
     )
 
 
@@ -154,6 +156,7 @@ def read_licsar(
     wavelength: float | None = None,
     chunk_size: int = 256,
     progress: bool = False,
+    area: AreaSelection | None = None,
 ) -> xr.Dataset:
     """Read a COMET-LiCSAR frame folder (portal or LiCSBAS GEOC layout) into an IfgStack.
 
@@ -175,9 +178,14 @@ def read_licsar(
     pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
     first = pairs[0].unw
     grid = _probe_grid(first)
-    window = _read_window(grid, bbox, multilook, first)
+    window = _read_window(grid, bbox, multilook, first) if area is None else area.window
     out_transform = gridlib.window_transform(grid.transform, window.row0, window.col0, multilook)
     unw, coh = _lazy_pairs(pairs, grid, first, window, multilook, chunk_size, progress)
+    if area is not None and area.inside is not None:
+        # a (multilooked) cell stays when the centre of any of its pixels is in the polygon
+        cells = gridlib.multilook(np.where(area.inside, 1.0, np.nan).astype(np.float32), multilook)
+        inside = da.from_array(np.isfinite(cells), chunks=unw.chunks[1:])
+        unw, coh = da.where(inside, unw, np.nan), da.where(inside, coh, np.nan)
     frame, files = _geometry_files(layout.meta_dir, path)
     geometry = _read_geometry(files, grid, first, window, multilook, unw.shape[1:])
     y, x = gridlib.pixel_centres(grid.transform, unw.shape[1:], window.row0, window.col0, multilook)
