@@ -270,7 +270,7 @@ def _print_summary(summary: dict, out: Path) -> None:
             f"velocity [mm/yr]: 1st pct {vel['p01']:.1f}, median {vel['median']:.1f}, "
             f"99th pct {vel['p99']:.1f}"
         )
-    typer.echo(f"results in {out}/ (velocity.tif, figures/, summary.json, timeseries.zarr)")
+    typer.echo(f"results in {out}/ (report.html, velocity.tif, figures/, timeseries.zarr)")
 
 
 @app.command()
