@@ -243,14 +243,14 @@ class _Solver:
         slower (~20x) eigen-decomposition.
         """
         m = self.network.n_dates - 1
-        laplacian = _laplacian_operator(self.network)
+        assemble = _LaplacianAssembly(self.network)
         a_t = sparse.csr_matrix(self.a.T)
         out = np.empty((m, b.shape[1]))
         step = max(1, _BATCH_BYTES // (8 * m * m))
         for s in range(0, b.shape[1], step):
             sl = slice(s, s + step)
             wb = w[:, sl]
-            normal = np.ascontiguousarray((laplacian @ wb).T).reshape(-1, m, m)
+            normal = assemble(wb)
             rhs = (a_t @ (wb * b[:, sl])).T[:, :, None]
             if self.method == "nsbas":
                 # gamma is relative to a pair equation of the pixel's mean weight
@@ -274,26 +274,39 @@ class _Solver:
         return out
 
 
-def _laplacian_operator(network: Network) -> sparse.csr_matrix:
-    """Sparse L (m², n_pairs) with (L @ w)[:, p] = vec(AᵀWA) of pixel p, m = n_dates - 1.
+class _LaplacianAssembly:
+    """AᵀWA of every pixel at once, (n_pix, m, m) with m = n_dates - 1.
 
     AᵀWA is the weighted Laplacian of the pair graph without date 0's row and column: pair
-    (i, j) of weight w adds w at (i, i) and (j, j) and -w at (i, j) and (j, i).
+    (i, j) of weight w adds w at (i, i) and (j, j) and -w at (i, j) and (j, i). Off-diagonal
+    cells belong to one pair each (pairs are unique), so they are written directly; the
+    diagonal (weighted degree) is one sparse product. Built pixel-major, it needs no
+    transpose of an (m², n_pix) array.
     """
-    m = network.n_dates - 1
-    i, j = network.ref - 1, network.sec - 1
-    k = np.arange(network.n_pairs)
-    entries = [(i, i, 1.0), (j, j, 1.0), (i, j, -1.0), (j, i, -1.0)]
-    rows, cols, vals = [], [], []
-    for r, c, v in entries:
-        keep = (r >= 0) & (c >= 0)  # date 0 is fixed, not an unknown
-        rows.append(r[keep] * m + c[keep])
-        cols.append(k[keep])
-        vals.append(np.full(keep.sum(), v))
-    return sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(m * m, network.n_pairs),
-    )
+
+    def __init__(self, network: Network) -> None:
+        m = network.n_dates - 1
+        i, j = network.ref - 1, network.sec - 1
+        both = (i >= 0) & (j >= 0)  # date 0 is fixed, not an unknown
+        self.m, self.both = m, both
+        self.upper, self.lower = (i * m + j)[both], (j * m + i)[both]
+        self.diagonal = np.arange(m) * (m + 1)
+        k = np.arange(network.n_pairs)
+        rows = np.concatenate([i[i >= 0], j[j >= 0]])
+        cols = np.concatenate([k[i >= 0], k[j >= 0]])
+        self.incidence = sparse.csr_matrix(
+            (np.ones(rows.size), (rows, cols)), shape=(m, network.n_pairs)
+        )
+
+    def __call__(self, w: np.ndarray) -> np.ndarray:
+        """Normal matrices of weights `w` (n_pairs, n_pix)."""
+        n_pix = w.shape[1]
+        normal = np.zeros((n_pix, self.m * self.m))
+        off = -w[self.both].T
+        normal[:, self.upper] = off
+        normal[:, self.lower] = off
+        normal[:, self.diagonal] = (self.incidence @ w).T
+        return normal.reshape(n_pix, self.m, self.m)
 
 
 def _linear_constraint(network: Network) -> np.ndarray:
