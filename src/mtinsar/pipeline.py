@@ -244,13 +244,14 @@ def run_sbas(
     lazy = stack.chunk({"pair": -1, "y": size, "x": size})
     wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
 
-    with timer("quality control"):
-        pairs = pair_quality(lazy, config, progress)
+    with timer("statistics"):  # pair QC and pixel statistics in one pass over the pixels
+        pairs, stats = survey(lazy, config, progress)
         qc.require_pairs_left(pairs, source)
-        stack, lazy = _keep(stack, lazy, pairs["keep"].values)
-    network = _network(stack, source, config)
-    with timer("statistics"):
-        stats = stack_statistics(lazy, network, progress)
+        keep = pairs["keep"].values
+        stack, lazy = _keep(stack, lazy, keep)
+        network = _network(stack, source, config)
+        if not keep.all():  # the pixel statistics must count only the pairs kept
+            stats = stack_statistics(lazy, network, progress)
     with timer("reference"):
         ref = choose_reference(stack, stats, network, config)
         ref_phase = _reference_phase(stack, ref, config.reference.radius)
@@ -366,15 +367,26 @@ def reliable(result: xr.Dataset, rules: MaskConfig) -> xr.DataArray:
     return mask.assign_attrs(_VARIABLE_ATTRS["mask"])
 
 
-def pair_quality(lazy: xr.Dataset, config: RunConfig, progress: bool = False) -> xr.Dataset:
-    """Per-pair QC table (coherence, valid fraction, components; keep and reason)."""
-    arrays = [lazy["unw"].data, lazy["coh"].data]
-    if "conncomp" in lazy.data_vars:
-        arrays.append(lazy["conncomp"].data)
-    with progress_bar("quality control", progress):
-        counts = _sum_blocks(qc.pair_counts, arrays)
+def survey(
+    lazy: xr.Dataset, config: RunConfig, progress: bool = False
+) -> tuple[xr.Dataset, StackStats]:
+    """Per-pair QC table (coherence, valid fraction, components; keep and reason) and the
+    pixel statistics over every pair, from one pass over the pixels."""
+    unw, coh = lazy["unw"].data, lazy["coh"].data
+    arrays = [unw, coh] + ([lazy["conncomp"].data] if "conncomp" in lazy.data_vars else [])
+    every = Network.from_pair_dates(lazy["ref_date"].values, lazy["sec_date"].values)
+    spans = every.temporal_baselines().astype(np.float64)
+    pixel = map_pixels(_block_statistics, [unw, coh], n_out=3, spans=spans)
+    blocks = zip(*(a.to_delayed().ravel() for a in arrays), strict=True)
+    parts = [dask.delayed(qc.pair_counts)(*b) for b in blocks]
+    with progress_bar("statistics", progress):
+        pixel, *parts = dask.compute(pixel, *parts)  # each chunk is read once for both
+    counts = functools.reduce(operator.add, parts)
     stack_store.check_pairs_have_data(lazy, counts.n_valid)  # an empty pair is an input error
-    return qc.pair_table(counts, lazy["pair"].values, config.qc)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pair_coh = counts.coh_sum / counts.coh_count
+    stats = StackStats(pixel[0], pixel[1].astype(np.int32), pixel[2], pair_coh)
+    return qc.pair_table(counts, lazy["pair"].values, config.qc), stats
 
 
 def screen_closure(
