@@ -19,6 +19,12 @@ demo: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
+## bench: speed, memory and accuracy vs MintPy on simulated scenes (slow; not part of test)
+bench: $(STAMP)
+	bash benchmarks/setup_mintpy.sh
+	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/accuracy.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

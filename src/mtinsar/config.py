@@ -31,11 +31,12 @@ class _Section(BaseModel):
 class IngestConfig(_Section):
     """Reading products into an interferogram stack: selection, multilook, format options."""
 
-    format: Literal["auto", "licsar", "hyp3", "aria", "isce", "geotiff"] = Field(
+    format: Literal["auto", "licsar", "hyp3", "aria", "isce", "mintpy", "geotiff"] = Field(
         "auto",
         description="Product format: auto (detected from file names), licsar (COMET-LiCSAR "
         "frame or LiCSBAS GEOC folder), hyp3 (ASF HyP3 INSAR_GAMMA folders/zips), aria (JPL "
         "ARIA GUNW netCDF files, frames mosaicked), isce (ISCE2 topsStack merged/ folder), "
+        "mintpy (MintPy ifgramStack.h5 + geometryGeo.h5), "
         "geotiff (generic per-pair GeoTIFFs).",
     )
     dem: str | None = Field(

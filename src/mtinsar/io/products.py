@@ -21,6 +21,7 @@ from mtinsar.sources.remote import as_path, is_remote
 FORMATS: dict[str, tuple[str, str, str]] = {
     "aria": ("mtinsar.io.aria", "read_aria", "is_aria"),
     "isce": ("mtinsar.io.isce", "read_isce", "is_isce"),
+    "mintpy": ("mtinsar.io.mintpy", "read_mintpy", "is_mintpy"),
     "licsar": ("mtinsar.io.licsar", "read_licsar_config", "is_licsar"),
     "hyp3": ("mtinsar.io.hyp3", "read_hyp3", "is_hyp3"),
     "geotiff": ("mtinsar.io.geotiff", "read_geotiff", "is_geotiff"),

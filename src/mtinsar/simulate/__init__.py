@@ -4,10 +4,12 @@ from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar, load_tru
 scene = simulate_scene(SceneConfig.preset("small", seed=3))
 write_licsar(scene, out_dir)
 
-Writers of the other layouts (`WRITERS`): write_hyp3, write_aria, write_isce,
+Writers of the other layouts (`WRITERS`): write_hyp3, write_aria, write_isce, MintPy,
 write_geotiff_stack; `write_licsar` also stores the truth (`truth.zarr`), for the others call
 `write_truth(scene.truth, out_dir / "truth.zarr")`.
 """
+
+from pathlib import Path
 
 from mtinsar.simulate.aria import write_aria
 from mtinsar.simulate.geotiff import write_geotiff_stack
@@ -27,12 +29,23 @@ from mtinsar.simulate.scene import (
     simulate_scene,
 )
 
+
+def write_mintpy_scene(scene: Scene, out_dir: Path, progress: bool = False) -> Path:
+    """The scene as MintPy's inputs/ifgramStack.h5 + geometryGeo.h5 in `out_dir`."""
+    from mtinsar.io.mintpy import write_mintpy
+
+    ref = (int(scene.truth.attrs["ref_y"]), int(scene.truth.attrs["ref_x"]))
+    write_mintpy(scene.to_ifgstack(), Path(out_dir), reference=ref, progress=progress)
+    return Path(out_dir)
+
+
 #: Product layout -> writer(scene, out_dir, progress=False).
 WRITERS = {
     "licsar": write_licsar,
     "hyp3": write_hyp3,
     "aria": write_aria,
     "isce": write_isce,
+    "mintpy": write_mintpy_scene,
     "geotiff": write_geotiff_stack,
 }
 

@@ -1,0 +1,209 @@
+"""Accuracy of mtinsar and MintPy against the simulator's truth, side by side.
+
+    python benchmarks/accuracy.py [--work DIR] [--mintpy-workers N]
+
+Scene: the medium preset with the troposphere off (no turbulent, no stratified delay: MintPy's
+weather-model correction would need downloads); DEM error, decorrelation noise, the lake,
+the ploughed field and the per-pair offsets stay on. Both tools use the simulator's
+reference pixel (mtinsar: reference lon/lat of that pixel with radius 0, i.e. the single
+pixel, as MintPy's REF_Y/REF_X).
+
+MintPy runs smallbaselineApp from the exported inputs/ (load_data skipped; see
+common.run_smallbaseline_app and README.md): network inversion weighted by coherence ('var'),
+DEM-error correction (topographicResidual), no troposphere correction, no deramping.
+
+Scored, all relative to the reference pixel and the first date, over the truth's coherent
+pixels that every variant estimated ("common"), and over each tool's own reliability mask:
+
+* mtinsar run_sbas (the pipeline as it is: unweighted SBAS, no DEM-error correction);
+* mtinsar weighted inversion (invert_sbas with Cramer-Rao weights), no DEM-error correction;
+* MintPy ifgram_inversion output (timeseries.h5 of the app run);
+* MintPy after DEM-error correction (timeseries_demErr.h5), and its velocity.h5.
+
+Velocities are linear fits of each time series (the fit mtinsar uses); velocity.h5 is
+MintPy's own fit (it may leave out dates listed in exclude_date.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    DEFAULT_WORK,
+    HERE,
+    machine,
+    measure,
+    prepare_scene,
+    python,
+    read_h5,
+    read_mintpy_timeseries,
+    rms,
+    run_smallbaseline_app,
+    update_results,
+    velocity_of,
+)
+
+WORKER = str(HERE / "mtinsar_worker.py")
+
+
+def _truth(frame: Path, ref_yx: tuple[int, int]) -> dict[str, np.ndarray]:
+    from mtinsar.simulate import load_truth
+    from mtinsar.simulate.score import referenced_truth
+
+    truth = load_truth(frame)
+    vel, disp = referenced_truth(truth, *ref_yx)
+    return {
+        "dates": truth["time"].values.astype("datetime64[D]"),
+        "velocity": np.asarray(vel, dtype=np.float64),
+        "displacement": np.asarray(disp, dtype=np.float64),
+        "coherent": truth["coherent"].values.astype(bool),
+    }
+
+
+def _referenced(disp: np.ndarray, ref_yx: tuple[int, int]) -> np.ndarray:
+    """(time, y, x) series relative to the first date and the reference pixel."""
+    d = np.asarray(disp, dtype=np.float64)
+    d = d - d[:1]
+    return d - d[:, ref_yx[0] : ref_yx[0] + 1, ref_yx[1] : ref_yx[1] + 1]
+
+
+def _score(
+    disp: np.ndarray,
+    vel: np.ndarray,
+    truth: dict[str, np.ndarray],
+    common: np.ndarray,
+    own: np.ndarray,
+) -> dict[str, float]:
+    coherent = truth["coherent"]
+    own = own & coherent & np.isfinite(vel)
+    return {
+        "velocity_rmse_mm_yr_common": round(rms((vel - truth["velocity"])[common]) * 1000, 3),
+        "displacement_rmse_mm_common": round(
+            rms((disp - truth["displacement"])[:, common]) * 1000, 3
+        ),
+        "velocity_rmse_mm_yr_own_mask": round(rms((vel - truth["velocity"])[own]) * 1000, 3),
+        "coverage_own_mask": round(float(own.sum() / coherent.sum()), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder")
+    parser.add_argument("--mintpy-workers", type=int, default=1, help="MintPy Dask workers")
+    parser.add_argument(
+        "--preset", default="medium", help="scene preset (default medium; small = smoke test)"
+    )
+    args = parser.parse_args()
+
+    from mtinsar.simulate import SceneConfig
+
+    cfg = SceneConfig.preset(args.preset, turbulence=False, stratified=False)
+    scene = prepare_scene(f"{args.preset}_notropo", cfg, args.work)
+    ref = scene.ref_yx
+    work = args.work / f"accuracy_{args.preset}"
+    work.mkdir(parents=True, exist_ok=True)
+
+    print("--- mtinsar end to end (run_sbas)", flush=True)
+    out = work / "mtinsar_e2e"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        python(),
+        WORKER,
+        "e2e",
+        str(scene.licsar),
+        str(out),
+        str(work / "e2e.json"),
+        "--ref-y",
+        str(ref[0]),
+        "--ref-x",
+        str(ref[1]),
+        "--radius",
+        "0",
+    ]
+    e2e_run = measure(cmd, work / "e2e.log").check("mtinsar end to end")
+    print("--- mtinsar weighted inversion", flush=True)
+    cmd = [
+        python(),
+        WORKER,
+        "inversion",
+        str(scene.mintpy_inputs / "ifgramStack.h5"),
+        str(ref[0]),
+        str(ref[1]),
+        str(work / "inversion.npz"),
+        str(work / "inv.json"),
+    ]
+    inv_run = measure(cmd, work / "inversion.log").check("mtinsar inversion")
+    print("--- MintPy smallbaselineApp", flush=True)
+    app = run_smallbaseline_app(scene, work / "mintpy_app", args.mintpy_workers)
+    app_dir = Path(app["dir"])
+
+    truth = _truth(scene.licsar, ref)
+    dates = truth["dates"]
+    with np.load(out / "bench_timeseries.npz") as z:
+        e2e_disp, e2e_mask = _referenced(z["displacement"], ref), z["mask"]
+    with np.load(work / "inversion.npz") as z:
+        inv_disp = _referenced(z["displacement"], ref)
+    series = {
+        "mtinsar run_sbas (unweighted, no DEM-error corr.)": e2e_disp,
+        "mtinsar invert_sbas weighted (no DEM-error corr.)": inv_disp,
+    }
+    for label, file in (
+        ("MintPy ifgram_inversion -w var (timeseries.h5)", "timeseries.h5"),
+        ("MintPy + DEM-error corr. (timeseries_demErr.h5)", "timeseries_demErr.h5"),
+    ):
+        mp_dates, mp_disp = read_mintpy_timeseries(app_dir / file)
+        if not np.array_equal(mp_dates, dates):
+            raise RuntimeError(f"{file}: dates differ from the truth's")
+        series[label] = _referenced(mp_disp, ref)
+    vels = {label: velocity_of(dates, d) for label, d in series.items()}
+    v_app = read_h5(app_dir / "velocity.h5", "velocity").astype(np.float64)
+    v_app -= v_app[ref]
+    n_inv = read_h5(app_dir / "numInvIfgram.h5", "mask")
+    mask_mp = read_h5(app_dir / "maskTempCoh.h5", "mask").astype(bool)
+
+    common = truth["coherent"] & (n_inv > 0)
+    for v in vels.values():
+        common &= np.isfinite(v)
+    own = {label: (e2e_mask.astype(bool) if label.startswith("mtinsar") else mask_mp)
+           for label in series}  # fmt: skip
+    scores = {label: _score(series[label], vels[label], truth, common, own[label])
+              for label in series}  # fmt: skip
+    v_diff = v_app - truth["velocity"]
+    scores["MintPy velocity.h5 (its own fit)"] = {
+        "velocity_rmse_mm_yr_common": round(rms(v_diff[common]) * 1000, 3),
+        "velocity_rmse_mm_yr_own_mask": round(
+            rms(v_diff[mask_mp & truth["coherent"]]) * 1000, 3
+        ),
+        "coverage_own_mask": round(float((mask_mp & truth["coherent"]).sum()
+                                         / truth["coherent"].sum()), 4),
+    }  # fmt: skip
+    result = {
+        "machine": machine(),
+        "scene": {"preset": args.preset, **cfg.model_dump()},
+        "reference_yx": list(ref),
+        "n_pixels_common": int(common.sum()),
+        "n_pixels_coherent": int(truth["coherent"].sum()),
+        "scores": scores,
+        "timings": {
+            "mtinsar_e2e": e2e_run.numbers(),
+            "mtinsar_inversion": inv_run.numbers(),
+            "mintpy_smallbaselineApp": {k: app[k] for k in ("wall_s", "cpu_s", "peak_rss_mib")},
+        },
+        "mtinsar_inversion_report": json.loads((work / "inv.json").read_text()),
+    }
+    update_results("accuracy" if args.preset == "medium" else f"accuracy_{args.preset}", result)
+    for label, s in scores.items():
+        print(f"{label:55s} {s}")
+    print(f"results: {HERE / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()

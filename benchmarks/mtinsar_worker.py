@@ -1,0 +1,199 @@
+"""mtinsar side of the benchmarks, run in its own process so its memory is its own.
+
+    python mtinsar_worker.py e2e FRAME_DIR OUT_DIR REPORT.json [--ref-y Y --ref-x X --radius R]
+                             [--via-store STACK.zarr]
+    python mtinsar_worker.py inversion IFGRAMSTACK.h5 REF_Y REF_X DISP.npz REPORT.json
+
+`e2e` times the user-facing pipeline: load_input -> run_sbas -> write_results; with
+--via-store the frame is first ingested into a Zarr stack store (`mtinsar ingest`: load_input
++ stack.save, its own stage) and the run reads that store.
+`inversion` times the weighted network inversion alone (what MintPy's ifgram_inversion does):
+coherence -> weights 1/sigma^2 with the Cramer-Rao phase variance
+sigma^2 = (1 - g^2) / (2 L g^2) (Rodriguez & Martin 1992), the reference pixel's phase taken
+out of every pair, then `mtinsar.inversion.invert_sbas(..., weights=...)` block by block.
+Peak RSS per stage is sampled from /proc/self/statm every 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class RssSampler:
+    """Peak resident memory [MiB] seen during each named stage."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval = interval_s
+        self.current_peak = 0
+        self.stages: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.current_peak = max(self.current_peak, self.rss())
+            time.sleep(self.interval)
+
+    @staticmethod
+    def cpu() -> float:
+        """CPU seconds (user + system) of this process, all threads."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    @contextmanager
+    def stage(self, name: str):
+        self.current_peak = self.rss()
+        start, cpu0 = time.perf_counter(), self.cpu()
+        yield
+        wall, cpu = time.perf_counter() - start, self.cpu() - cpu0
+        peak = max(self.current_peak, self.rss())
+        self.stages[name] = {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(cpu, 3),
+            "peak_rss_mib": round(peak / 2**20, 1),
+        }
+        print(
+            f"{name}: {wall:.2f} s wall, {cpu:.2f} s CPU, peak {peak / 2**20:.0f} MiB", flush=True
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def e2e(args: argparse.Namespace) -> dict:
+    from mtinsar.config import RunConfig
+    from mtinsar.output import write_results
+    from mtinsar.pipeline import load_input, run_sbas
+
+    cfg = RunConfig()
+    sampler = RssSampler()
+    source = args.frame
+    if args.via_store is not None:
+        from mtinsar import stack as stack_store
+
+        shutil.rmtree(args.via_store, ignore_errors=True)
+        with sampler.stage("ingest to Zarr"):
+            stack_store.save(load_input(args.frame, cfg), args.via_store, cfg.ingest.chunk_size)
+        source = args.via_store
+    with sampler.stage("load_input"):
+        stack = load_input(source, cfg)
+    if args.ref_y is not None:  # the reference is given in pixels: as lon/lat for the config
+        lon, lat = float(stack["x"][args.ref_x]), float(stack["y"][args.ref_y])
+        cfg = RunConfig.model_validate(
+            {"reference": {"lon": lon, "lat": lat, "radius": args.radius}}
+        )
+    with sampler.stage("run_sbas"):
+        run = run_sbas(stack, cfg)
+    with sampler.stage("write_results"):
+        write_results(run, args.out, cfg.output)
+    sampler.close()
+    res = run.result
+    np.savez(
+        Path(args.out) / "bench_timeseries.npz",
+        dates=res["time"].values.astype("datetime64[D]"),
+        displacement=res["displacement"].values.astype(np.float32),
+        velocity=res["velocity"].values.astype(np.float32),
+        mask=res["mask"].values,
+    )
+    return {
+        "stages": sampler.stages,
+        "run_sbas_substages_s": run.summary.get("timings_s", {}),
+        "n_pairs": int(stack.sizes["pair"]),
+        "n_dates": int(run.network.n_dates),
+        "shape": [int(stack.sizes["y"]), int(stack.sizes["x"])],
+        "reference_yx": [int(res.attrs["reference_y"]), int(res.attrs["reference_x"])],
+    }
+
+
+def cramer_rao_weights(coh: np.ndarray, looks: int) -> np.ndarray:
+    """Inverse phase variance [1/rad^2] from coherence; coherence clipped to [0.05, 0.9975]
+    like MintPy's look-up table so weights stay finite."""
+    from mtinsar.simulate import coherence_phase_sigma
+
+    g = np.clip(coh, 0.05, 0.9975)
+    return 1.0 / coherence_phase_sigma(g, looks) ** 2
+
+
+def inversion(args: argparse.Namespace) -> dict:
+    from mtinsar.conventions import phase_to_displacement
+    from mtinsar.inversion import invert_sbas
+    from mtinsar.io.mintpy import read_mintpy
+    from mtinsar.network import Network
+
+    sampler = RssSampler()
+    with sampler.stage("read_stack"):
+        stack = read_mintpy(args.stack)
+        unw = stack["unw"].values
+        coh = stack["coh"].values
+    network = Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
+    to_m = phase_to_displacement(float(stack.attrs["wavelength"]))
+    ny, nx = unw.shape[1:]
+    disp = np.full((network.n_dates, ny, nx), np.nan, dtype=np.float32)
+    ref_phase = unw[:, args.ref_y, args.ref_x].astype(np.float64)
+    n_solved = 0
+    with sampler.stage("weighted_inversion"):
+        for y0 in range(0, ny, args.block):
+            ys = slice(y0, min(y0 + args.block, ny))
+            block = unw[:, ys, :].reshape(network.n_pairs, -1).astype(np.float64)
+            weights = cramer_rao_weights(coh[:, ys, :].reshape(network.n_pairs, -1), args.looks)
+            res = invert_sbas(block - ref_phase[:, None], network, weights=weights)
+            disp[:, ys, :] = (res.phase * to_m).reshape(network.n_dates, -1, nx)
+            n_solved += int(res.solved.sum())
+    sampler.close()
+    np.savez(args.disp, dates=network.dates.astype("datetime64[D]"), displacement=disp)
+    kernel = sampler.stages["weighted_inversion"]["wall_s"]
+    return {
+        "stages": sampler.stages,
+        "n_pairs": network.n_pairs,
+        "n_dates": network.n_dates,
+        "n_pixels": ny * nx,
+        "n_pixels_solved": n_solved,
+        "throughput_pixel_pairs_per_s": round(ny * nx * network.n_pairs / kernel),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("e2e")
+    p.add_argument("frame", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("report", type=Path)
+    p.add_argument("--ref-y", type=int)
+    p.add_argument("--ref-x", type=int)
+    p.add_argument("--radius", type=int, default=0)
+    p.add_argument("--via-store", type=Path, help="ingest to this Zarr store first")
+    p = sub.add_parser("inversion")
+    p.add_argument("stack", type=Path)
+    p.add_argument("ref_y", type=int)
+    p.add_argument("ref_x", type=int)
+    p.add_argument("disp", type=Path)
+    p.add_argument("report", type=Path)
+    p.add_argument("--looks", type=int, default=20)
+    p.add_argument("--block", type=int, default=64, help="rows per block")
+    args = parser.parse_args()
+    report = e2e(args) if args.cmd == "e2e" else inversion(args)
+    args.report.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
