@@ -286,15 +286,12 @@ def run_sbas(
         layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
         result = _result_dataset(stack, network, disp, layers, stats, n_comp, ref, config)
         result = attach_network(result, network)  # what `mtinsar update` needs later
-        corrections = None
-        if chain.any_enabled(config):
-            # the corrections fit whole-scene models: this stage holds the time series in memory
-            with progress_bar("inversion", progress):
-                result = result.compute()
-        else:
-            with progress_bar("inversion", progress):
-                result = _materialise(result, store)
-    if chain.any_enabled(config):
+        correcting = chain.any_enabled(config)
+        with progress_bar("inversion", progress):
+            # the corrections fit whole-scene models: with them the series is held in memory
+            result = result.compute() if correcting else _materialise(result, store)
+    corrections = None
+    if correcting:
         with timer("corrections"):
             corrections = _correct(result, stack, network, config)
             result = _materialise(result, store)
@@ -324,10 +321,7 @@ def _correct(
     """Apply the enabled corrections to `result` (in memory) and refit the time-series model."""
     disp = result["displacement"].values
     corrected = chain.apply_corrections(disp, result, stack, result["mask"].values, config)
-    result["displacement"] = (
-        result["displacement"].dims,
-        corrected.displacement.astype(np.float32),
-    )
+    result["displacement"].values[...] = corrected.displacement
     result["displacement"].attrs.update(_VARIABLE_ATTRS["displacement"])
     for name, layer in corrected.layers.items():
         result[name] = (("y", "x"), layer, _VARIABLE_ATTRS[name])
