@@ -75,3 +75,33 @@ def test_a_failed_version_write_leaves_the_current_one(tmp_path):
     assert versions.current(folder) == 1
     with pytest.raises(InputError, match="no version 7"):
         versions.store_path(folder, 7)
+
+
+def test_update_killed_at_any_moment_leaves_a_readable_current_version(frames, tmp_path):
+    """SIGKILL `mtinsar update` at spread-out moments of its run: whenever it dies, the
+    current version opens whole (18 dates before the switch, 20 after); a rerun finishes."""
+    import signal
+    import time
+
+    full, old, _ = frames
+    results = tmp_path / "results"
+    assert mtinsar("run", old, results, "-q").returncode == 0
+    start = time.perf_counter()
+    probe = tmp_path / "probe"
+    shutil.copytree(results, probe)
+    assert mtinsar("update", probe, full, "-q").returncode == 0
+    duration = time.perf_counter() - start
+    cmd = [sys.executable, "-m", "mtinsar", "update", str(results), str(full), "-q"]
+    for fraction in (0.5, 0.7, 0.8, 0.9, 0.95, 0.99):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(fraction * duration)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        n_dates = versions.open_version(results).sizes["time"]
+        assert (versions.current(results), n_dates) in ((0, 18), (1, 20))
+        if versions.current(results) == 1:
+            break
+    if versions.current(results) == 0:
+        assert mtinsar("update", results, full, "-q").returncode == 0
+    assert versions.current(results) == 1
+    assert versions.open_version(results)["displacement"].shape[0] == 20
