@@ -105,3 +105,22 @@ def test_update_killed_at_any_moment_leaves_a_readable_current_version(frames, t
         assert mtinsar("update", results, full, "-q").returncode == 0
     assert versions.current(results) == 1
     assert versions.open_version(results)["displacement"].shape[0] == 20
+
+
+def test_watch_is_idempotent_and_restartable(frames, tmp_path):
+    """An inbox that grows: each look adds only what is new; looking again adds nothing."""
+    full, old, _ = frames
+    results = tmp_path / "results"
+    inbox = tmp_path / "inbox"
+    shutil.copytree(old, inbox)
+    assert mtinsar("run", inbox, results, "-q").returncode == 0
+    quiet = mtinsar("watch", results, inbox, "--once", "-q")
+    assert quiet.returncode == 0 and "nothing to add" in quiet.stdout
+    assert versions.current(results) == 0
+    shutil.rmtree(inbox / "interferograms")
+    shutil.copytree(full / "interferograms", inbox / "interferograms")  # new pairs arrive
+    grown = mtinsar("watch", results, inbox, "--once", "-q")
+    assert grown.returncode == 0 and "version 0 -> 1" in grown.stdout
+    again = mtinsar("watch", results, inbox, "--once", "-q")  # a restart sees nothing new
+    assert again.returncode == 0 and "nothing to add" in again.stdout
+    assert versions.current(results) == 1 and versions.versions(results) == [0, 1]

@@ -317,23 +317,73 @@ def update(
 ) -> None:
     """Add new acquisitions to a result without re-inverting its history; writes a new version."""
     _setup_logging(quiet)
+    from mtinsar.config import load_config
+
+    cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
+    _update(results, products, cfg, quiet)
+
+
+@app.command()
+def watch(
+    results: Annotated[
+        Path, typer.Argument(help="Result folder of `mtinsar run` to keep current.")
+    ],
+    products: Annotated[
+        str, typer.Argument(help="Product folder (local or s3://) where new pairs arrive.")
+    ],
+    interval: Annotated[float, typer.Option(help="Seconds between two looks.")] = 600.0,
+    once: Annotated[bool, typer.Option("--once", help="Look once, then stop.")] = False,
+    config: ConfigOpt = None,
+    endpoint_url: EndpointOpt = None,
+    anonymous: AnonymousOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Poll a product folder and run `update` whenever new acquisitions appear.
+
+    Idempotent (pairs not newer than the result's last date are ignored) and restartable:
+    its only state is the result folder's versions. A bad product is logged and retried at
+    the next look; Ctrl-C stops it.
+    """
+    import time
+
+    _setup_logging(quiet)
+    from mtinsar.config import load_config
+
+    cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
+    while True:
+        try:
+            _update(results, products, cfg, quiet)
+        except MtinsarError as exc:
+            if once:
+                raise
+            logging.getLogger("mtinsar.watch").error("update failed, retrying later: %s", exc)
+        if once:
+            return
+        time.sleep(interval)
+
+
+def _update(results: Path, products: str, cfg: Any, quiet: bool) -> int | None:
+    """Append the acquisitions of `products` newer than the result; the new version or None."""
+    import time
+
     import numpy as np
 
     from mtinsar import nrt, output, versions
-    from mtinsar.config import load_config
     from mtinsar.io.products import read_products
     from mtinsar.sources import remote
 
-    cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
     remote.configure(cfg.storage)
     before = versions.current(results)
     result = versions.open_version(results).load()
     stack = read_products(products, cfg.ingest, progress=not quiet)
     sec = stack["sec_date"].values
     new_dates = np.unique(sec[sec > result["time"].values[-1]])
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     if new_dates.size == 0:
-        typer.echo(f"no pair ends after {str(result['time'].values[-1])[:10]}: nothing to add")
-        return
+        last = str(result["time"].values[-1])[:10]
+        typer.echo(f"{stamp} no pair ends after {last}: nothing to add")
+        return None
+
     reports = []
     for date in new_dates:
         known = np.isin(stack["ref_date"].values, result["time"].values)
@@ -356,9 +406,10 @@ def update(
         nrt.post_alerts(report.alerts, cfg.nrt)
     due = [r.full_rerun_reason for r in reports if r.full_rerun_due]
     typer.echo(
-        f"{len(new_dates)} date(s) added: version {before} -> {number} in {results}/versions/"
-        + (f"; a full re-run is due ({due[-1]}): mtinsar run" if due else "")
+        f"{stamp} {len(new_dates)} date(s) added: version {before} -> {number} in "
+        f"{results}/versions/" + (f"; a full re-run is due ({due[-1]}): mtinsar run" if due else "")
     )
+    return number
 
 
 @app.command()
