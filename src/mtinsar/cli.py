@@ -483,13 +483,13 @@ def decompose(
 ) -> None:
     """Vertical and east-west motion from an ascending and a descending result."""
     _setup_logging(quiet)
-    from mtinsar import output
+    from mtinsar import output, versions
     from mtinsar.decompose import decompose as solve
 
     if (ref_lon is None) != (ref_lat is None):
         raise typer.BadParameter("give both --ref-lon and --ref-lat, or neither")
     reference = (ref_lon, ref_lat) if ref_lon is not None else None
-    ds = solve(_open_result(asc), _open_result(desc), reference=reference)
+    ds = solve(versions.open_result(asc), versions.open_result(desc), reference=reference)
     with output.result_folder(out) as tmp:
         output.write_store(ds, tmp, "decomposition.zarr")
         for name in ("velocity_up", "velocity_east", "velocity_up_std", "velocity_east_std"):
@@ -516,14 +516,14 @@ def gnss(
 ) -> None:
     """Tie a result to GNSS stations and report their agreement."""
     _setup_logging(quiet)
-    from mtinsar import output
+    from mtinsar import output, versions
     from mtinsar.gnss import read_stations, tie_to_gnss, write_report
 
     if offset not in ("per_date", "velocity", "none"):
         raise typer.BadParameter("choose per_date, velocity or none", param_hint="--offset")
     series = read_stations(stations)
     tied, report = tie_to_gnss(
-        _open_result(results), series, offset=offset, half_window_days=window_days
+        versions.open_result(results), series, offset=offset, half_window_days=window_days
     )
     with output.result_folder(out) as tmp:
         output.write_store(tied, tmp)
@@ -531,17 +531,6 @@ def gnss(
         summary = {"software": _software(), "stations": [str(p) for p in stations]}
         (tmp / output.SUMMARY).write_text(json.dumps(summary, indent=2))
     typer.echo(f"result tied to {len(series)} stations in {out}/ (gnss_agreement.csv, plots)")
-
-
-def _open_result(path: Path) -> Any:
-    """The current version of a result folder, or a result store given directly."""
-    import xarray as xr
-
-    from mtinsar import versions
-
-    if (path / "zarr.json").is_file():
-        return xr.open_zarr(path, decode_coords="all")
-    return versions.open_version(path)
 
 
 def _software() -> str:

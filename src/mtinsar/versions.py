@@ -70,6 +70,14 @@ def open_version(folder: str | Path, version: int | None = None) -> xr.Dataset:
     return xr.open_zarr(store_path(folder, version), decode_coords="all")
 
 
+def open_result(path: str | Path) -> xr.Dataset:
+    """The current version of a result folder, or a result store given directly (lazy)."""
+    path = Path(path)
+    if (path / "zarr.json").is_file():
+        return xr.open_zarr(path, decode_coords="all")
+    return open_version(path)
+
+
 def write_version(folder: str | Path, fill: Callable[[Path], None]) -> int:
     """Add a version: `fill(tmp)` writes its files into a temporary folder; returns its number.
 

@@ -17,9 +17,6 @@ import html
 import io
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from pyproj import CRS, Transformer  # noqa: E402
 
-from mtinsar import __version__  # noqa: E402
+from mtinsar import __version__, versions  # noqa: E402
 from mtinsar.errors import InputError  # noqa: E402
 from mtinsar.infra.metrics import (  # noqa: E402
     AT_RISK_FROM,
@@ -54,6 +51,7 @@ from mtinsar.infra.segments import (  # noqa: E402
     make_segments,
     read_features,
 )
+from mtinsar.output import result_folder  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +77,13 @@ def open_result(source: str | Path | xr.Dataset) -> xr.Dataset:
         name = "the result"
     else:
         path = Path(source)
-        store = path / "timeseries.zarr" if (path / "timeseries.zarr").is_dir() else path
-        if not (store / "zarr.json").is_file():
+        if not ((path / "zarr.json").is_file() or (path / versions.STORE).is_dir()):
             raise InputError(
                 f"{path} is not an mtinsar result: no timeseries.zarr store there; give the "
                 "output folder of `mtinsar run` (or its timeseries.zarr)"
             )
-        ds = xr.open_zarr(store, decode_coords="all")
-        name = str(store)
+        ds = versions.open_result(path)  # a folder's current version (after updates)
+        name = str(path)
     missing = [v for v in _REQUIRED if v not in ds.data_vars]
     if missing:
         raise InputError(
@@ -173,14 +170,8 @@ def run_infra(
     ds = open_result(result)
     analysis = analyse(ds, lines_path, config)
     summary = _summary(analysis, ds, lines_path, config)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with result_folder(out_dir) as tmp:
         write_outputs(analysis, ds, summary, tmp, config)
-        _swap_in(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("infrastructure report written to %s", out_dir)
     return summary
 
@@ -198,20 +189,6 @@ def _check_writable(out_dir: Path) -> None:
             f"output folder {out_dir} exists and is not an mtinsar infra output; choose a new "
             "or empty folder so nothing of yours is overwritten"
         )
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Replace `out_dir` by `tmp`; the old folder is removed only after the rename."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an output folder is not
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _summary(
