@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mtinsar demo --out demo_output
 
-## test: lint, then the whole test suite
-test: $(STAMP) lint
+## test: lint, then the whole test suite (installs PostgreSQL and Chromium if missing)
+test: $(STAMP) sysdeps lint
 	$(BIN)/python -m pytest
+
+sysdeps:
+	bash scripts/system-deps.sh
 
 ## bench: speed, memory and accuracy vs MintPy on simulated scenes (slow; not part of test)
 bench: $(STAMP)

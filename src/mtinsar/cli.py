@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -229,29 +228,10 @@ def run(
         execution={"scheduler": scheduler},
         storage={"endpoint_url": endpoint_url, "anonymous": anonymous},
     )
-    summary = _run(source, out, cfg, progress=not quiet)
+    from mtinsar.workflow import run_to_folder
+
+    summary = run_to_folder(source, out, cfg, progress=not quiet)
     _print_summary(summary, out)
-
-
-def _run(source: str | Path, out: Path, cfg: Any, progress: bool) -> dict:
-    from mtinsar import output, pipeline
-    from mtinsar.execution import executor
-    from mtinsar.sources import remote
-
-    remote.configure(cfg.storage)
-    output.check_writable(out)  # fail before hours of work, not after
-    stack = pipeline.load_input(source, cfg, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The time series streams to a work store beside `out` (bounded memory), which the
-    # result folder then adopts; a failed run leaves no temporary folder behind.
-    with (
-        executor(cfg.execution),
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.work-", dir=out.parent) as work,
-    ):
-        store = Path(work) / "timeseries.zarr"
-        sbas = pipeline.run_sbas(stack, cfg, progress=progress, store=store)
-        output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
-    return sbas.summary
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -287,12 +267,13 @@ def demo(
     from mtinsar.config import RunConfig
     from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
     from mtinsar.simulate.score import score_result
+    from mtinsar.workflow import run_to_folder
 
     scene_dir, results = out / "scene", out / "results"
     cfg = SceneConfig.preset(preset, seed=seed)
     if not (scene_dir / "truth.zarr").exists():
         write_licsar(simulate_scene(cfg), scene_dir, progress=not quiet)
-    summary = _run(scene_dir, results, RunConfig(), progress=not quiet)
+    summary = run_to_folder(scene_dir, results, RunConfig(), progress=not quiet)
     _print_summary(summary, results)
     import xarray as xr
 
@@ -362,54 +343,11 @@ def watch(
         time.sleep(interval)
 
 
-def _update(results: Path, products: str, cfg: Any, quiet: bool) -> int | None:
-    """Append the acquisitions of `products` newer than the result; the new version or None."""
-    import time
+def _update(results: Path, products: str, cfg: Any, quiet: bool) -> None:
+    from mtinsar.workflow import update_folder
 
-    import numpy as np
-
-    from mtinsar import nrt, output, versions
-    from mtinsar.io.products import read_products
-    from mtinsar.sources import remote
-
-    remote.configure(cfg.storage)
-    before = versions.current(results)
-    result = versions.open_version(results).load()
-    stack = read_products(products, cfg.ingest, progress=not quiet)
-    sec = stack["sec_date"].values
-    new_dates = np.unique(sec[sec > result["time"].values[-1]])
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    if new_dates.size == 0:
-        last = str(result["time"].values[-1])[:10]
-        typer.echo(f"{stamp} no pair ends after {last}: nothing to add")
-        return None
-
-    reports = []
-    for date in new_dates:
-        known = np.isin(stack["ref_date"].values, result["time"].values)
-        pairs = stack.isel(pair=(sec == date) & known).load()
-        result, report = nrt.update(result, pairs, cfg, cfg.nrt)
-        reports.append(report)
-        typer.echo(
-            f"{report.date}: {len(report.pairs_used)} pairs, "
-            f"{report.n_pixels_estimated} pixels, {report.alert_pixels} alert pixels"
-        )
-
-    def fill(folder: Path) -> None:
-        output.write_store(result, folder, versions.STORE)
-        nrt.write_alerts(reports[-1].alerts, folder / "alerts.geojson")
-        summaries = [r.summary() for r in reports]
-        (folder / "update.json").write_text(json.dumps(summaries, indent=2, default=str))
-
-    number = versions.write_version(results, fill)
-    for report in reports:  # after the version is safe: a dead webhook never costs a result
-        nrt.post_alerts(report.alerts, cfg.nrt)
-    due = [r.full_rerun_reason for r in reports if r.full_rerun_due]
-    typer.echo(
-        f"{stamp} {len(new_dates)} date(s) added: version {before} -> {number} in "
-        f"{results}/versions/" + (f"; a full re-run is due ({due[-1]}): mtinsar run" if due else "")
-    )
-    return number
+    for line in update_folder(results, products, cfg, progress=not quiet):
+        typer.echo(line)
 
 
 @app.command()
@@ -537,6 +475,130 @@ def _software() -> str:
     from mtinsar import __version__
 
     return f"mtinsar {__version__}"
+
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", help="Service folder: job folders and the default SQLite database."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: SQLite in --data), e.g. postgresql+psycopg://u@h/db."
+    ),
+]
+users_app = typer.Typer(help="Service users and their API keys.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _service_config(data: Path, db: str | None, **extra: Any) -> Any:
+    from mtinsar.service.settings import ServiceConfig
+
+    return ServiceConfig(data_dir=data, database_url=db, **extra)
+
+
+@app.command()
+def serve(
+    data: DataOpt = Path("mtinsar_service"),
+    db: DbOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    source_root: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder jobs may read products from; repeatable (default DATA/inbox)."),
+    ] = None,
+) -> None:
+    """The HTTP service: OGC API - Processes, STAC results and the web map at /."""
+    import uvicorn
+
+    from mtinsar.service.app import create_app
+
+    roots = [str(p) for p in source_root or []]
+    cfg = _service_config(data, db, source_roots=roots)
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    data: DataOpt = Path("mtinsar_service"),
+    db: DbOpt = None,
+    max_jobs: Annotated[int | None, typer.Option(help="Stop after this many jobs.")] = None,
+    lease: Annotated[
+        float, typer.Option(help="Seconds without a heartbeat before a job is re-queued.")
+    ] = 60.0,
+    source_root: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder jobs may read products from; repeatable (default DATA/inbox)."),
+    ] = None,
+) -> None:
+    """Run queued service jobs (as many workers as you like, on any machine sharing --db)."""
+    import signal
+    import threading
+
+    from mtinsar.service.worker import work
+
+    _setup_logging(False)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish cleanly: the job goes back to the queue
+        signal.signal(sig, lambda *_: stop.set())
+    roots = [str(p) for p in source_root or []]
+    cfg = _service_config(data, db, lease_seconds=lease, source_roots=roots)
+    done = work(cfg, stop=stop, max_jobs=max_jobs)
+    typer.echo(f"{done} job(s) run")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option(help="admin, scientist or viewer.")] = "scientist",
+    quota: Annotated[
+        float | None, typer.Option(help="CPU-seconds the user may spend (default unlimited).")
+    ] = None,
+    data: DataOpt = Path("mtinsar_service"),
+    db: DbOpt = None,
+) -> None:
+    """Create a user; prints their API key (shown only this once)."""
+    from mtinsar.service import auth
+    from mtinsar.service import db as tables
+
+    engine = tables.connect(_service_config(data, db).url)
+    with tables.sessions(engine).begin() as session:
+        _, key = auth.create_user(session, name, role, quota)
+    typer.echo(key)
+
+
+@users_app.command("list")
+def users_list(data: DataOpt = Path("mtinsar_service"), db: DbOpt = None) -> None:
+    """List users, roles and CPU-seconds used / quota."""
+    from sqlalchemy import select
+
+    from mtinsar.service import db as tables
+
+    engine = tables.connect(_service_config(data, db).url)
+    with tables.sessions(engine)() as session:
+        for user in session.scalars(select(tables.User).order_by(tables.User.name)):
+            quota = "unlimited" if user.quota_cpu_seconds is None else f"{user.quota_cpu_seconds:g}"
+            typer.echo(f"{user.name}\t{user.role}\t{user.cpu_seconds_used:.1f} / {quota} CPU-s")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: Annotated[str, typer.Argument(help="User whose keys to revoke.")],
+    data: DataOpt = Path("mtinsar_service"),
+    db: DbOpt = None,
+) -> None:
+    """Revoke every API key of a user."""
+    from sqlalchemy import select
+
+    from mtinsar.service import auth
+    from mtinsar.service import db as tables
+
+    engine = tables.connect(_service_config(data, db).url)
+    with tables.sessions(engine).begin() as session:
+        user = session.scalar(select(tables.User).where(tables.User.name == name))
+        if user is None:
+            raise MtinsarError(f"no user {name!r}; see `mtinsar users list`")
+        typer.echo(f"{auth.revoke_keys(session, user)} key(s) revoked")
 
 
 @app.command("config")
