@@ -96,16 +96,16 @@ def test_alert_areas_keep_connected_areas_above_min_size():
     departure[30, 30] = 0.05  # isolated pixel
     departure[20:22, 40:45] = -0.05  # 10 px, negative
     sigma = np.full(departure.shape, 0.01)
-    labels, areas = alert_areas(departure, sigma, NrtConfig(min_area_px=20))
+    labels, areas = alert_areas(departure, sigma, 3.0, NrtConfig(min_area_px=20))
     assert areas.tolist() == [20]
     assert (labels > 0).sum() == 20 and labels[7, 7] == 1
-    labels, areas = alert_areas(departure, sigma, NrtConfig(min_area_px=10))
+    labels, areas = alert_areas(departure, sigma, 3.0, NrtConfig(min_area_px=10))
     assert sorted(areas.tolist()) == [10, 20]
     mask = np.ones(departure.shape, dtype=bool)
     mask[5:10, 5:7] = False
-    _, areas = alert_areas(departure, sigma, NrtConfig(min_area_px=20), mask)
+    _, areas = alert_areas(departure, sigma, 3.0, NrtConfig(min_area_px=20), mask)
     assert areas.size == 0
-    _, areas = alert_areas(departure, np.full(departure.shape, 0.02), NrtConfig(min_area_px=1))
+    _, areas = alert_areas(departure, np.full(departure.shape, 0.02), 3.0, NrtConfig(min_area_px=1))
     assert areas.size == 0  # 5 cm is 2.5 σ, below k = 3
 
 
@@ -189,3 +189,69 @@ def test_dead_webhook_does_not_block_or_fail_the_update(monitored, server):
     start = time.perf_counter()
     (record,) = post_alerts(report.alerts, slow)
     assert time.perf_counter() - start < 2.0 and not record["ok"]
+
+
+RATE = 1.0  # new LOS velocity [m/yr] of a block from the withheld dates on (e.g. a landslide)
+
+
+@pytest.fixture(scope="module")
+def accelerating():
+    """A run on all but the last 5 dates, and those 5 dates' pairs, some with a new trend."""
+    sc = simulate_scene(SceneConfig(ny=80, nx=100, n_dates=30, seed=4))
+    stack = sc.to_ifgstack()
+    start = sc.dates[-6]
+    run = run_sbas(stack.isel(pair=stack["sec_date"].values <= start), RunConfig())
+    return attach_network(run.result, run.network), stack, sc.dates[-5:], start
+
+
+def _add_trend(pairs, y, x, start):
+    """Pairs with displacement RATE·(t - start)⁺ added over a BLOCK x BLOCK area."""
+    years = [
+        np.maximum((pairs[d].values - start) / np.timedelta64(1, "D"), 0) / 365.25
+        for d in ("ref_date", "sec_date")
+    ]
+    extra = RATE * (years[1] - years[0])  # [m] per pair
+    out = pairs.copy(deep=True)
+    phase = -4 * np.pi / pairs.attrs["wavelength"] * extra
+    out["unw"].values[:, y : y + BLOCK, x : x + BLOCK] += phase[:, None, None]
+    return out
+
+
+def _updates(result, stack, dates, site=None, start=None):
+    reports = []
+    for date in dates:
+        pairs = stack.isel(pair=stack["sec_date"].values == date).load()
+        if site is not None:
+            pairs = _add_trend(pairs, *site, start)
+        result, report = update(result, pairs, RunConfig(), NrtConfig())
+        reports.append(report)
+    return result, reports
+
+
+def test_velocity_change_is_alerted_and_quiet_scene_is_not(accelerating):
+    result, stack, dates, start = accelerating
+    y, x = _step_site(result)
+    final, reports = _updates(result, stack, dates, (y, x), start)
+    changes = [
+        f for f in reports[-1].alerts["features"] if f["properties"]["kind"] == "velocity_change"
+    ]
+    ids = [f["properties"]["id"] for f in reports[-1].alerts["features"]]
+    assert ids == list(range(1, len(ids) + 1))  # one numbering over both kinds
+    lon, lat = result["x"].values, result["y"].values
+    centre = Point(lon[x + BLOCK // 2], lat[y + BLOCK // 2])
+    hit = [f for f in changes if shape(f["geometry"]).contains(centre)]
+    assert len(hit) == 1
+    change = hit[0]["properties"]["max_change_mm_per_yr"]
+    truth = float(
+        (final["velocity"] - final["nrt_velocity_base"]).values[y : y + BLOCK, x : x + BLOCK].mean()
+    )
+    assert change > 5 and change == pytest.approx(truth * 1e3, rel=0.5)
+    # the same five updates without the new trend: (almost) no velocity-change alert
+    _, quiet = _updates(result, stack, dates)
+    changed_px = sum(
+        f["properties"]["area_px"]
+        for r in quiet
+        for f in r.alerts["features"]
+        if f["properties"]["kind"] == "velocity_change"
+    )
+    assert changed_px / result["mask"].size < 0.001

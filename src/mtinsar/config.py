@@ -287,6 +287,18 @@ class NrtConfig(_Section):
     reliable_only: bool = Field(
         True, description="Alert only on pixels of the result's reliability mask."
     )
+    velocity_k_sigma: float = Field(
+        3.0,
+        gt=0,
+        description="A pixel alerts when its velocity differs from the velocity of the last "
+        "full run by more than velocity_k_sigma times the difference's standard deviation...",
+    )
+    velocity_change_mm_yr: float = Field(
+        5.0,
+        ge=0,
+        description="...and by at least this much [mm/yr] (formal stds of long series are "
+        "small: a significant but tiny change is not worth an alert).",
+    )
     webhooks: list[str] = Field(
         default_factory=list,
         description="URLs that receive the alerts as a GeoJSON POST after an update with alerts.",

@@ -54,6 +54,14 @@ over `highpass_window_px` is removed first (`highpass`). Pixels departing by mor
 k·σ_pred that form connected areas of at least `min_area_px` pixels are the alerts: GeoJSON
 polygons (RFC 7946, lon/lat) with their area and largest departure, written by
 `write_alerts` and POSTed by `post_alerts` to the configured webhooks.
+
+Velocity changes. The first update keeps the velocity and its std of the last full run
+(`nrt_velocity_base`, `nrt_velocity_base_std`). After each update, pixels whose velocity
+differs from it by more than `velocity_k_sigma`·sqrt(σ_base² + σ_now²) and by at least
+`velocity_change_mm_yr` form alert areas of kind "velocity_change" (same area rules).
+Both fits share most dates, so the two stds are positively correlated and the root sum of
+squares overstates the difference's std: the test is conservative (few false alerts) and
+fires on accelerations that persist over several updates.
 """
 
 from __future__ import annotations
@@ -96,6 +104,7 @@ log = logging.getLogger(__name__)
 _RCOND = 1e-10
 #: Names of the stored recursive-least-squares state.
 STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
+BASE_VELOCITY = ("nrt_velocity_base", "nrt_velocity_base_std")
 
 
 @dataclass
@@ -204,11 +213,19 @@ def update(
 
     mask = result["mask"].values.astype(bool) if nrt.reliable_only else None
     departure = highpass(departure, nrt.highpass_window_px, mask)
-    labels, areas = alert_areas(departure, sigma, nrt, mask)
+    labels, areas = alert_areas(departure, sigma, nrt.k_sigma, nrt, mask)
     collection = alert_features(labels, areas, departure, sigma, result, str(new_date))
-    timings["alerts"] = _lap(start)
 
     updated = _updated_result(result, x, est, state, after, dates, kept, old_index)
+    change, change_std = velocity_change(result, updated, nrt)
+    v_labels, v_areas = alert_areas(change, change_std, nrt.velocity_k_sigma, nrt, mask)
+    changed = alert_features(
+        v_labels, v_areas, change, change_std, result, str(new_date), "velocity_change"
+    )
+    collection["features"] += changed["features"]
+    for number, feature in enumerate(collection["features"], start=1):
+        feature["properties"]["id"] = number
+    timings["alerts"] = _lap(start)
     median_res = _median(updated["model_residual"].values, updated["mask"].values)
     count = int(result.attrs.get("nrt_updates_since_full", 0)) + 1
     baseline = float(result.attrs.get("nrt_baseline_residual_m", np.nan))
@@ -227,7 +244,7 @@ def update(
         n_pixels_estimated=int(np.isfinite(est.displacement).sum()),
         n_cycles_corrected=int(est.cycles_corrected.sum()),
         alerts=collection,
-        alert_pixels=int((labels > 0).sum()),
+        alert_pixels=int(((labels > 0) | (v_labels > 0)).sum()),
         updates_since_full=count,
         median_residual_m=median_res,
         full_rerun_due=due,
@@ -864,20 +881,43 @@ def highpass(field: np.ndarray, window: int, mask: np.ndarray | None = None) -> 
         return field - num / den
 
 
+def velocity_change(
+    result: xr.Dataset, updated: xr.Dataset, nrt: NrtConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """(change [m/yr], its std [m/yr]) of `updated`'s velocity from the last full run's.
+
+    Sets the base layers in `updated` (kept from `result`, or taken from `result`'s own
+    velocity at the first update after a full run). The change is 0 where it is below
+    `velocity_change_mm_yr`, so that only sizeable changes can alert.
+    """
+    if all(name in result.data_vars for name in BASE_VELOCITY):
+        base, base_std = (result[name].values for name in BASE_VELOCITY)
+    else:
+        base, base_std = result["velocity"].values, result["velocity_std"].values
+    for name, values in zip(BASE_VELOCITY, (base, base_std), strict=True):
+        updated[name] = (("y", "x"), values.astype(np.float32), result["velocity"].attrs)
+    change = updated["velocity"].values - base
+    with np.errstate(invalid="ignore"):
+        std = np.sqrt(base_std.astype(np.float64) ** 2 + updated["velocity_std"].values ** 2)
+        small = np.abs(change) < nrt.velocity_change_mm_yr * 1e-3
+    return np.where(small, 0.0, change), std
+
+
 def alert_areas(
     departure: np.ndarray,
     sigma: np.ndarray,
+    k: float,
     nrt: NrtConfig,
     mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(labels (y, x) int32, area [px] per label 1..m) of areas departing > k·σ.
 
-    Pixels with |departure| > k_sigma·sigma (and in `mask`) are grouped by
+    Pixels with |departure| > k·sigma (and in `mask`) are grouped by
     `scipy.ndimage.label`; areas smaller than `min_area_px` are dropped and the rest
     renumbered 1..m (0 = no alert).
     """
     with np.errstate(invalid="ignore"):
-        hit = np.abs(departure) > nrt.k_sigma * sigma
+        hit = np.abs(departure) > k * sigma
     hit &= np.isfinite(departure) & np.isfinite(sigma)
     if mask is not None:
         hit &= mask
@@ -898,13 +938,17 @@ def alert_features(
     sigma: np.ndarray,
     grid: xr.Dataset,
     date: str,
+    kind: str = "departure_from_model",
 ) -> dict[str, Any]:
     """GeoJSON FeatureCollection (RFC 7946, lon/lat) of the alert areas of `labels`.
 
     Each feature is one area's outline (`rasterio.features.shapes`), with properties id,
-    date, area_px, max_departure_mm (signed, largest magnitude), mean_departure_mm,
+    date, kind, area_px, max_departure_mm (signed, largest magnitude), mean_departure_mm,
     max_sigma_ratio (largest |departure|/σ) and the lon/lat of the pixel of largest departure.
+    For kind "velocity_change" the departure is a velocity change and its properties are
+    max_change_mm_per_yr and mean_change_mm_per_yr instead.
     """
+    quantity = "change_mm_per_yr" if kind == "velocity_change" else "departure_mm"
     if areas.size == 0:
         return {"type": "FeatureCollection", "features": []}
     transform = _grid_transform(grid)
@@ -937,10 +981,10 @@ def alert_features(
                 "properties": {
                     "id": i,
                     "date": date,
-                    "kind": "departure_from_model",
+                    "kind": kind,
                     "area_px": int(area),
-                    "max_departure_mm": round(float(departure[py, px]) * 1e3, 2),
-                    "mean_departure_mm": round(float(m) * 1e3, 2),
+                    f"max_{quantity}": round(float(departure[py, px]) * 1e3, 2),
+                    f"mean_{quantity}": round(float(m) * 1e3, 2),
                     "max_sigma_ratio": round(float(z), 2),
                     "peak_lon": round(lon, 7),
                     "peak_lat": round(lat, 7),
