@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from PIL import Image
+from playwright.sync_api import expect
 
 from mtinsar.config import load_config
 from mtinsar.service.maps import make_router, mount_webmap
@@ -26,20 +27,7 @@ from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_lics
 from mtinsar.versions import open_result
 from mtinsar.workflow import run_to_folder
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
 KEY = "mti_test-key"
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -86,22 +74,7 @@ def server(result) -> Iterator[str]:
         thread.join(10)
 
 
-@pytest.fixture
-def page(server):
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1100})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            yield page
-            assert not errors, f"JavaScript errors: {errors}"
-        finally:
-            browser.close()
-
-
 def test_open_map_click_bowl_shows_subsidence(page, server, result):
-    expect = playwright_api.expect
     page.goto(server + "/")
     page.fill("#api-key", KEY)
     page.click("#login")
@@ -156,5 +129,5 @@ def test_wrong_key_shows_an_error(page, server):
     page.fill("#api-key", "mti_wrong")
     page.click("#login")
     page.goto(server + "/#job=sim")
-    playwright_api.expect(page.locator("#map-status")).to_contain_text("API key", timeout=15000)
-    playwright_api.expect(page.locator("#map")).to_have_attribute("data-state", "error")
+    expect(page.locator("#map-status")).to_contain_text("API key", timeout=15000)
+    expect(page.locator("#map")).to_have_attribute("data-state", "error")

@@ -1,0 +1,106 @@
+"""A real OGC API - Processes client (OWSLib) against a live server and worker on loopback."""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import owslib.ogcapi
+import pytest
+import rasterio
+import requests
+import uvicorn
+from owslib.ogcapi.processes import Processes
+from rasterio.io import MemoryFile
+
+from mtinsar.service import auth
+from mtinsar.service.app import create_app
+from mtinsar.service.settings import ServiceConfig
+from mtinsar.service.worker import work
+from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live(database_url, tmp_path, monkeypatch):
+    """(config, base URL, admin key) of a server and one worker running in threads."""
+    # OWSLib keeps its request headers in a module-level dict and adds ours to it: isolate it
+    monkeypatch.setattr(owslib.ogcapi, "REQUEST_HEADERS", dict(owslib.ogcapi.REQUEST_HEADERS))
+    config = ServiceConfig(data_dir=tmp_path / "svc", database_url=database_url, poll_seconds=0.2)
+    app = create_app(config)
+    with app.state.sessions.begin() as s:
+        _, key = auth.create_user(s, "ann", "scientist")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=server.run, daemon=True),
+        threading.Thread(target=work, args=(config, "test-worker", stop), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    try:
+        yield config, f"http://127.0.0.1:{port}", key
+    finally:
+        stop.set()
+        server.should_exit = True
+        for thread in threads:
+            thread.join(timeout=60)
+        app.state.engine.dispose()
+
+
+def test_owslib_runs_an_sbas_job_to_completion(live):
+    config, base, key = live
+    scene = simulate_scene(SceneConfig(ny=40, nx=50, n_dates=10, seed=1))
+    frame = write_licsar(scene, config.data_dir / "inbox" / "frame")
+    headers = {"X-API-Key": key}
+
+    client = Processes(base, headers=headers)  # reads the landing page (JSON to non-browsers)
+    assert any(link["rel"] == "service-desc" for link in client.links)
+    assert client.conformance()["conformsTo"][0].endswith("/conf/core")
+    assert [p["id"] for p in client.processes()] == ["sbas", "update", "infra"]
+    assert "source" in client.process("sbas")["inputs"]
+    assert "openapi" in client.api()
+
+    status = client.execute("sbas", {"source": str(frame)}, async_=True)
+    assert status["status"] == "accepted"
+    assert client.response_headers["Location"] == f"{base}/jobs/{status['jobID']}"
+    job_url = client.response_headers["Location"]
+    deadline = time.monotonic() + 240
+    while status["status"] in ("accepted", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = requests.get(job_url, headers=headers, timeout=10).json()
+    assert status["status"] == "successful", status
+    assert status["progress"] == 100 and status["finished"] >= status["started"]
+
+    links = {link["rel"]: link["href"] for link in status["links"]}
+    results = requests.get(links["http://www.opengis.net/def/rel/ogc/1.0/results"], headers=headers)
+    velocity_ref = results.json()["velocity"]
+    fetched = requests.get(velocity_ref["href"], headers=headers, timeout=10).content
+    on_disk = config.job_dir(status["jobID"]) / "result" / "velocity.tif"
+    assert fetched == on_disk.read_bytes()
+    with MemoryFile(fetched) as memory, memory.open() as cog:
+        velocity = cog.read(1)  # m/yr, uplift positive
+        assert cog.shape == (40, 50) and cog.crs.to_epsg() == 4326
+    truth = load_truth(frame)["velocity"].values
+    bowl = truth < -0.02  # the simulated subsidence bowl, faster than 2 cm/yr
+    assert bowl.sum() > 50
+    assert np.nanmean(velocity[bowl]) < -0.01  # subsiding: moving away from the satellite
+    assert np.nanmean(velocity[~bowl]) > np.nanmean(velocity[bowl]) + 0.01
+
+    item = requests.get(links["alternate"], headers=headers, timeout=10).json()
+    assert item["id"] == status["jobID"] and item["properties"]["mtinsar:n_dates"] == 10
+    assert item["assets"]["velocity"]["href"] == velocity_ref["href"]
+    with rasterio.open(on_disk) as src:
+        assert src.bounds.left == pytest.approx(item["bbox"][0], abs=1e-9)
+    anonymous = requests.get(job_url, timeout=10)
+    assert anonymous.status_code == 404  # private until shared
