@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,12 +29,6 @@ from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 HERE = Path(__file__).resolve().parent
 MTINSAR = [sys.executable, "-m", "mtinsar"]
 FINISHED = ("successful", "failed", "dismissed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, timeout: float = 60.0) -> None:
@@ -89,7 +82,7 @@ def main() -> None:
         )
         for i in range(4)
     ]
-    port = _free_port()
+    port = devdb.free_port()
     base = f"http://127.0.0.1:{port}"
     procs: list[subprocess.Popen] = []
     with devdb.postgres_server() as server:

@@ -7,11 +7,21 @@ postgresql); every test parametrised by `database_url` runs against both.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from playwright.sync_api import sync_playwright
 
+from mtinsar.config import RunConfig
 from mtinsar.service import db, devdb
+from mtinsar.service.app import create_app
+from mtinsar.service.settings import ServiceConfig
+from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+from mtinsar.workflow import run_to_folder
+
+#: The tiny scene of the service tests' results: corner -99.30/19.60, 0.001 deg posting
+SCENE = SceneConfig(ny=40, nx=50, n_dates=10, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +74,23 @@ def page():
             assert not errors, f"JavaScript errors: {errors}"
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def sbas_result(tmp_path_factory) -> Path:
+    """A real sbas result folder of the tiny simulated scene (built once per session)."""
+    root = tmp_path_factory.mktemp("sbas")
+    write_licsar(simulate_scene(SCENE), root / "frame")
+    run_to_folder(root / "frame", root / "result", RunConfig())
+    return root / "result"
+
+
+@pytest.fixture
+def service(database_url, tmp_path):
+    """(ServiceConfig, TestClient, session factory) of a fresh app; DATA/inbox/frame exists."""
+    config = ServiceConfig(data_dir=tmp_path / "svc", database_url=database_url)
+    (config.data_dir / "inbox" / "frame").mkdir(parents=True)
+    app = create_app(config)
+    with TestClient(app) as client:
+        yield config, client, app.state.sessions
+    app.state.engine.dispose()

@@ -1,23 +1,9 @@
 """Who may do what, over HTTP, on SQLite and PostgreSQL: roles, sharing, keys, quotas."""
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from mtinsar.service import auth, db, queue
-from mtinsar.service.app import create_app
 from mtinsar.service.db import Job, User
-from mtinsar.service.settings import ServiceConfig
-
-
-@pytest.fixture
-def service(database_url, tmp_path):
-    config = ServiceConfig(data_dir=tmp_path / "svc", database_url=database_url)
-    (config.data_dir / "inbox" / "frame").mkdir(parents=True)
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield config, client, app.state.sessions
-    app.state.engine.dispose()
 
 
 def _key(factory, name: str, role: str = "scientist", quota: float | None = None) -> str:

@@ -3,38 +3,12 @@
 import shutil
 from pathlib import Path
 
-import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from mtinsar.config import RunConfig
 from mtinsar.service import auth, db
-from mtinsar.service.app import CONFORMANCE, OGC_EXC, create_app
+from mtinsar.service.app import CONFORMANCE
 from mtinsar.service.db import Job
-from mtinsar.service.settings import ServiceConfig
-from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
-from mtinsar.workflow import run_to_folder
-
-SCENE = SceneConfig(ny=40, nx=50, n_dates=10, seed=1)
-
-
-@pytest.fixture(scope="module")
-def sbas_result(tmp_path_factory) -> Path:
-    """A real sbas result folder of a tiny simulated scene (built once per module)."""
-    root = tmp_path_factory.mktemp("sbas")
-    write_licsar(simulate_scene(SCENE), root / "frame")
-    run_to_folder(root / "frame", root / "result", RunConfig())
-    return root / "result"
-
-
-@pytest.fixture
-def service(database_url, tmp_path):
-    config = ServiceConfig(data_dir=tmp_path / "svc", database_url=database_url)
-    (config.data_dir / "inbox" / "frame").mkdir(parents=True)
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield config, client, app.state.sessions
-    app.state.engine.dispose()
+from mtinsar.service.schemas import OGC_EXC
 
 
 def _key(factory, name: str, role: str = "scientist", quota: float | None = None) -> dict:
@@ -169,6 +143,18 @@ def test_dismiss_cancels_a_queued_job(service):
     answer = client.delete(f"/jobs/{job_id}", headers=headers)
     assert answer.status_code == 200 and answer.json()["status"] == "dismissed"
     assert client.get(f"/jobs/{job_id}", headers=headers).json()["status"] == "dismissed"
+
+
+def test_dismiss_removes_a_finished_jobs_results(service, sbas_result):
+    config, client, factory = service
+    headers = _key(factory, "ann")
+    job_id = _submit(client, headers, config)["jobID"]
+    _succeed(config, factory, job_id, sbas_result)
+    assert client.get(f"/jobs/{job_id}/files/velocity.tif", headers=headers).status_code == 200
+    answer = client.delete(f"/jobs/{job_id}", headers=headers)
+    assert answer.status_code == 200 and answer.json()["status"] == "dismissed"
+    assert not (config.job_dir(job_id) / "result").exists()
+    assert client.get(f"/jobs/{job_id}/results", headers=headers).status_code == 404
 
 
 def test_results_document_and_files_with_ranges(service, sbas_result):

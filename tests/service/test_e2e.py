@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,10 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from mtinsar.service import devdb
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
 
 MTINSAR = [sys.executable, "-m", "mtinsar"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ def service(tmp_path):
         capture_output=True,
         text=True,
     ).stdout.strip()
-    port = _free_port()
+    port = devdb.free_port()
     roots = ["--source-root", str(inbox)]
     log = open(tmp_path / "service.log", "w")  # noqa: SIM115 (closed below)
     procs = [

@@ -1,6 +1,5 @@
 """A real OGC API - Processes client (OWSLib) against a live server and worker on loopback."""
 
-import socket
 import threading
 import time
 
@@ -13,17 +12,11 @@ import uvicorn
 from owslib.ogcapi.processes import Processes
 from rasterio.io import MemoryFile
 
-from mtinsar.service import auth
+from mtinsar.service import auth, devdb
 from mtinsar.service.app import create_app
 from mtinsar.service.settings import ServiceConfig
 from mtinsar.service.worker import work
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,7 +28,7 @@ def live(database_url, tmp_path, monkeypatch):
     app = create_app(config)
     with app.state.sessions.begin() as s:
         _, key = auth.create_user(s, "ann", "scientist")
-    port = _free_port()
+    port = devdb.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     stop = threading.Event()
     threads = [

@@ -1,7 +1,6 @@
 """Property-based fuzzing of every operation of the OpenAPI document: no input gives a 5xx."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -9,13 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from mtinsar.config import RunConfig
 from mtinsar.service import auth, db
 from mtinsar.service.app import create_app
 from mtinsar.service.db import Job
 from mtinsar.service.settings import ServiceConfig
-from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
-from mtinsar.workflow import run_to_folder
 
 MAX_EXAMPLES = 20  # per operation: the whole run stays well under a minute per database
 JOB = "f" * 32
@@ -28,14 +24,6 @@ KNOWN = {
     "path": ["velocity.tif", "summary.json", "timeseries.zarr/zarr.json", "report.html"],
     "layer": ["velocity", "velocity_std", "temporal_coherence", "mask"],
 }
-
-
-@pytest.fixture(scope="module")
-def sbas_result(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sbas")
-    write_licsar(simulate_scene(SceneConfig(ny=40, nx=50, n_dates=10, seed=1)), root / "frame")
-    run_to_folder(root / "frame", root / "result", RunConfig())
-    return root / "result"
 
 
 @pytest.fixture

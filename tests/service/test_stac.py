@@ -4,39 +4,13 @@ import shutil
 from pathlib import Path
 
 import pystac
-import pytest
-from fastapi.testclient import TestClient
 from numpy.testing import assert_allclose
 from sqlalchemy import update
 
-from mtinsar.config import RunConfig
 from mtinsar.service import auth, db
-from mtinsar.service.app import create_app
 from mtinsar.service.db import Job
-from mtinsar.service.settings import ServiceConfig
-from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
-from mtinsar.workflow import run_to_folder
 
-SCENE = SceneConfig(ny=40, nx=50, n_dates=10, seed=1)  # corner -99.30/19.60, 0.001 deg posting
 ITEMS = "/stac/collections/results/items"
-
-
-@pytest.fixture(scope="module")
-def sbas_result(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sbas")
-    write_licsar(simulate_scene(SCENE), root / "frame")
-    run_to_folder(root / "frame", root / "result", RunConfig())
-    return root / "result"
-
-
-@pytest.fixture
-def service(database_url, tmp_path):
-    config = ServiceConfig(data_dir=tmp_path / "svc", database_url=database_url)
-    (config.data_dir / "inbox" / "frame").mkdir(parents=True)
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield config, client, app.state.sessions
-    app.state.engine.dispose()
 
 
 def _job(config, factory, owner: str, result: Path | None, visibility="private") -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from mtinsar.config import load_config
+from mtinsar.service import devdb
 from mtinsar.service.maps import make_router, mount_webmap
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
 from mtinsar.versions import open_result
@@ -39,12 +39,6 @@ def result(tmp_path_factory) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(result) -> Iterator[str]:
     """Base URL of the map app served by uvicorn in a thread; the API key is checked."""
@@ -59,7 +53,7 @@ def server(result) -> Iterator[str]:
     app = FastAPI()
     app.include_router(make_router(result_dir))
     mount_webmap(app)
-    port = _free_port()
+    port = devdb.free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

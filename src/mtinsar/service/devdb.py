@@ -36,7 +36,8 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server about to start)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -53,7 +54,7 @@ def postgres_server() -> Iterator[str]:
     root.chmod(0o777)
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     try:
         subprocess.run(
             _as_postgres([_binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
