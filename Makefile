@@ -22,11 +22,13 @@ test: $(STAMP) sysdeps lint
 sysdeps:
 	bash scripts/system-deps.sh
 
-## bench: speed, memory and accuracy vs MintPy on simulated scenes (slow; not part of test)
-bench: $(STAMP)
+## bench: speed, memory and accuracy vs MintPy, NRT updates, service load (slow; not in test)
+bench: $(STAMP) sysdeps
 	bash benchmarks/setup_mintpy.sh
 	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/accuracy.py
+	$(BIN)/python benchmarks/nrt_update.py
+	$(BIN)/python benchmarks/service_load.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
