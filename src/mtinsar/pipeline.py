@@ -26,6 +26,7 @@ from scipy.sparse import csr_matrix
 
 from mtinsar import __version__, qc
 from mtinsar import stack as stack_store
+from mtinsar.checkpoint import Checkpoint, create_store, write_regions
 from mtinsar.config import MaskConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement
 from mtinsar.corrections import chain
@@ -230,43 +231,42 @@ def run_sbas(
     config: RunConfig,
     progress: bool = False,
     store: str | Path | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> SbasRun:
     """SBAS time series of an `IfgStack`: the result Dataset and a run summary.
 
     Displacement is LOS [m], positive towards the satellite, relative to the first date and
     the reference pixel (DESIGN §3). With `store` (a Zarr path) the result is streamed there
     block by block and returned lazily, so memory stays bounded by the chunk size; without,
-    it is computed in memory.
+    it is computed in memory. With `checkpoint` too (and `store` inside its folder), each
+    stage saves its results there and the store is written region by region: a run killed
+    mid-way and called again with the same arguments skips what was done and gives the
+    same result.
     """
     timer = Timer()
     source = stack.attrs.get("source", "the stack")
     size = config.ingest.chunk_size
-    lazy = stack.chunk({"pair": -1, "y": size, "x": size})
+    every = stack, stack.chunk({"pair": -1, "y": size, "x": size})
     wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
 
     with timer("statistics"):  # pair QC and pixel statistics in one pass over the pixels
-        pairs, stats = survey(lazy, config, progress)
-        qc.require_pairs_left(pairs, source)
-        keep = pairs["keep"].values
-        stack, lazy = _keep(stack, lazy, keep)
-        network = _network(stack, source, config)
-        if not keep.all():  # the pixel statistics must count only the pairs kept
-            stats = stack_statistics(lazy, network, progress)
+        done = _stage(checkpoint, "statistics", lambda: _statistics(every[1], config, progress))
+        pairs, stats = done["pairs"], _stats(done)
+        stack, lazy, network = _kept(every, pairs, source, config)
     with timer("reference"):
-        ref = choose_reference(stack, stats, network, config)
-        ref_phase = _reference_phase(stack, ref, config.reference.radius)
+        done = _stage(checkpoint, "reference", lambda: _reference(stack, stats, network, config))
+        ref, ref_phase = ReferencePoint(done["y"], done["x"], done["method"]), done["ref_phase"]
     with timer("closure screening"):
+        done = _stage(
+            checkpoint,
+            "closure screening",
+            lambda: _screening(lazy, network, pairs, ref_phase, config, progress),
+        )
+        if "n_valid" in done:  # screening dropped pairs (qc.drop_flagged/unchecked)
+            stats = _stats(done)
+            stack, lazy, network = _kept(every, done["pairs"], source, config)
+        pairs, ref_phase = done["pairs"], done["ref_phase"]
         closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
-        screening = screen_closure(lazy, ref_phase, closure, config, progress)
-        kept = qc.add_screening(pairs.sel(pair=stack["pair"].values), screening, config.qc)
-        pairs = _merge_pair_tables(pairs, kept)
-        if not kept["keep"].all():  # screening dropped pairs (qc.drop_flagged/unchecked)
-            qc.require_pairs_left(kept, source)
-            keep = kept["keep"].values
-            stack, lazy, ref_phase = *_keep(stack, lazy, keep), ref_phase[keep]
-            network = _network(stack, source, config)
-            stats = stack_statistics(lazy, network, progress)
-            closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
 
     with timer("inversion"):
         weighted = config.inversion.weighting != "none"
@@ -288,8 +288,14 @@ def run_sbas(
         result = attach_network(result, network)  # what `mtinsar update` needs later
         correcting = chain.any_enabled(config)
         with progress_bar("inversion", progress):
-            # the corrections fit whole-scene models: with them the series is held in memory
-            result = result.compute() if correcting else _materialise(result, store)
+            if checkpoint is not None and store is not None:
+                # the corrections fit whole-scene models: they start from a store of their own
+                target = Path(store).with_name("inversion.zarr") if correcting else Path(store)
+                result = _resumable(result, target, checkpoint)
+                result = result.load() if correcting else result
+            else:
+                # the corrections fit whole-scene models: with them the series is in memory
+                result = result.compute() if correcting else _materialise(result, store)
     corrections = None
     if correcting:
         with timer("corrections"):
@@ -298,7 +304,7 @@ def run_sbas(
     summary = _summary(result, stats, network, ref, timer)
     if corrections is not None:
         summary["corrections"] = {"applied": corrections.applied, "skipped": corrections.skipped}
-    dropped = pairs.isel(pair=~pairs["keep"].values)
+    dropped = pairs.isel(pair=~pairs["keep"].values.astype(bool))
     summary["pairs_dropped"] = [
         {"pair": str(p), "reason": str(r)}
         for p, r in zip(dropped["pair"].values, dropped["reason"].values, strict=True)
@@ -313,6 +319,93 @@ def run_sbas(
         pairs,
         None if store is None else Path(store),
     )
+
+
+def _stage(
+    checkpoint: Checkpoint | None, name: str, compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The values of stage `name`: saved by an earlier, interrupted run, or computed (and
+    saved when checkpointing)."""
+    if checkpoint is not None:
+        saved = checkpoint.load(name)
+        if saved is not None:
+            log.info("stage %s: resumed from checkpoint", name)
+            return saved
+    values = compute()
+    if checkpoint is not None:
+        checkpoint.save(name, values)
+    return values
+
+
+def _statistics(lazy: xr.Dataset, config: RunConfig, progress: bool) -> dict[str, Any]:
+    """The pair QC table of every pair and the pixel statistics over the pairs kept."""
+    source = lazy.attrs.get("source", "the stack")
+    pairs, stats = survey(lazy, config, progress)
+    qc.require_pairs_left(pairs, source)
+    keep = pairs["keep"].values
+    if not keep.all():  # the pixel statistics must count only the pairs kept
+        kept = lazy.isel(pair=keep)
+        stats = stack_statistics(kept, _network(kept, source, config), progress)
+    return {"pairs": pairs, **vars(stats)}
+
+
+def _reference(
+    stack: xr.Dataset, stats: StackStats, network: Network, config: RunConfig
+) -> dict[str, Any]:
+    """The reference point (y, x, method) and the per-pair reference phase [rad]."""
+    ref = choose_reference(stack, stats, network, config)
+    ref_phase = _reference_phase(stack, ref, config.reference.radius)
+    return {"y": int(ref.y), "x": int(ref.x), "method": ref.method, "ref_phase": ref_phase}
+
+
+def _screening(
+    lazy: xr.Dataset,
+    network: Network,
+    pairs: xr.Dataset,
+    ref_phase: np.ndarray,
+    config: RunConfig,
+    progress: bool,
+) -> dict[str, Any]:
+    """Loop-closure screening: the updated pair table, the reference phase of the pairs
+    left and, when screening dropped pairs, the pixel statistics over those left."""
+    source = lazy.attrs.get("source", "the stack")
+    closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
+    screening = screen_closure(lazy, ref_phase, closure, config, progress)
+    kept = qc.add_screening(pairs.sel(pair=lazy["pair"].values), screening, config.qc)
+    pairs = _merge_pair_tables(pairs, kept)
+    if kept["keep"].all():
+        return {"pairs": pairs, "ref_phase": ref_phase}
+    qc.require_pairs_left(kept, source)  # screening dropped pairs (qc.drop_flagged/unchecked)
+    keep = kept["keep"].values
+    left = lazy.isel(pair=keep)
+    stats = stack_statistics(left, _network(left, source, config), progress)
+    return {"pairs": pairs, "ref_phase": ref_phase[keep], **vars(stats)}
+
+
+def _stats(values: dict[str, Any]) -> StackStats:
+    return StackStats(**{name: values[name] for name in StackStats.__dataclass_fields__})
+
+
+def _kept(
+    every: tuple[xr.Dataset, xr.Dataset], pairs: xr.Dataset, source: str, config: RunConfig
+) -> tuple[xr.Dataset, xr.Dataset, Network]:
+    """Both views of the stack restricted to the pairs `pairs` keeps, and their network."""
+    stack, lazy = _keep(*every, pairs["keep"].values.astype(bool))
+    return stack, lazy, _network(stack, source, config)
+
+
+def _resumable(result: xr.Dataset, store: Path, checkpoint: Checkpoint) -> xr.Dataset:
+    """`_materialise` region by region, skipping the regions an interrupted run wrote."""
+    regions = checkpoint.regions(store)
+    created = checkpoint.load(f"{store.name} created") is not None
+    if created and not store.is_dir():
+        log.warning("%s of the interrupted run is gone: computing it again", store)
+    if not (created and store.is_dir()):
+        create_store(result, store)
+        regions.clear()
+        checkpoint.save(f"{store.name} created", {})
+    write_regions(result, store, regions)
+    return xr.open_zarr(store, decode_coords="all")
 
 
 def _correct(

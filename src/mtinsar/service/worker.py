@@ -19,9 +19,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from mtinsar.checkpoint import work_folder
 from mtinsar.errors import MtinsarError
 from mtinsar.service import db, queue
-from mtinsar.service.processes import PROCESSES
+from mtinsar.service.processes import PROCESSES, RESULT
 from mtinsar.service.settings import ServiceConfig
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ def _run(
         queue.finish(factory, job.id, name, db.SUCCESSFUL, "finished", child_cpu, payload)
     else:
         queue.finish(factory, job.id, name, db.FAILED, f"failed: {payload}", max(cpu, child_cpu))
+    with factory() as session:
+        if session.get(db.Job, job.id).status != db.RUNNING:  # ended, not taken over
+            shutil.rmtree(work_folder(job_dir / RESULT), ignore_errors=True)
     log.info("worker %s: job %s %s", name, job.id, kind)
 
 
@@ -177,7 +181,7 @@ def _kill(child: Any) -> None:
 
 
 def _clear_leftovers(job_dir: Path) -> None:
-    """Remove temporary folders a killed attempt left (the result itself is atomic)."""
-    if job_dir.is_dir():
-        for path in job_dir.glob(".*"):
-            shutil.rmtree(path, ignore_errors=True)
+    """Remove the half-written result folders a killed attempt left (results are swapped in
+    whole); its `.result.work` checkpoints stay, so that the next attempt resumes there."""
+    for path in job_dir.glob(".*.tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
