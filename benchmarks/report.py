@@ -263,11 +263,55 @@ def _large(large: dict) -> list[str]:
     return lines
 
 
+def _nrt(nrt: dict) -> list[str]:
+    sc, full = nrt["scene"], nrt["full_rerun"]
+    met = nrt.get("met", {})
+
+    def ok(key: str) -> str:
+        return "met" if met.get(key) else "NOT met"
+
+    lines = [
+        f"## Near-real-time update vs full re-run: {sc['preset']} scene",
+        "",
+        _machine(nrt["machine"]),
+        "",
+        f"Scene: {sc['ny']} x {sc['nx']} px, {nrt['n_dates']} dates; `mtinsar run` on all but "
+        f"the last {nrt['withheld']} ({_fmt(nrt['first_run']['wall_s'])} s), then one "
+        "`mtinsar update` per new date, then `mtinsar run` on all dates with the same "
+        f"reference point (full re-run: {_fmt(full['wall_s'])} s wall, "
+        f"{_fmt(full['cpu_s'])} s CPU). Each step is its own process; wall time includes "
+        "interpreter start-up and, for an update, writing the new version's store; compute "
+        "is the update's own time (update.json).",
+        "",
+        "| update | date | wall [s] | CPU [s] | peak RSS [MiB] | compute [s] | wall / full "
+        "re-run | compute / full re-run |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, u in enumerate(nrt["updates"], start=1):
+        lines.append(
+            f"| {k} | {u['date']} | {_fmt(u['wall_s'])} | {_fmt(u['cpu_s'])} | "
+            f"{_fmt(u['peak_rss_mib'], 0)} | {_fmt(u['compute_s'])} | "
+            f"{u['fraction_of_full_rerun']:.1%} | {u['compute_fraction_of_full_rerun']:.1%} |"
+        )
+    target = nrt["targets"]
+    lines += [
+        "",
+        f"Largest update / full re-run: **{nrt['max_update_fraction']:.1%}** (target "
+        f"<= {target['update_fraction']:.0%}: {ok('update_fraction')}). Velocity after the "
+        f"last update vs the full re-run: RMS difference **"
+        f"{_fmt(nrt['velocity_rms_diff_mm_yr'], 3)} mm/yr** over "
+        f"{_fmt(nrt['n_pixels_compared'])} pixels reliable in both (target <= "
+        f"{target['velocity_rms_mm_yr']} mm/yr: {ok('velocity_rms')}).",
+        "",
+    ]
+    return lines
+
+
 def render(results: dict) -> str:
     lines = [
         "# mtinsar benchmark results",
         "",
-        "Written by `make bench` (benchmarks/speed.py, benchmarks/accuracy.py); see "
+        "Written by `make bench` (benchmarks/speed.py, accuracy.py, nrt_update.py); see "
         "benchmarks/README.md for what each number means. Times are wall-clock seconds on "
         "this machine, shared with other work: compare ratios from the same run.",
         "",
@@ -279,4 +323,6 @@ def render(results: dict) -> str:
             lines += _speed(section)
         elif key.startswith("accuracy"):
             lines += _accuracy(section)
+        elif key.startswith("nrt_update"):
+            lines += _nrt(section)
     return "\n".join(lines)

@@ -205,9 +205,21 @@ def run(
             "dask.distributed address tcp://host:port."
         ),
     ] = None,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh",
+            help="Ignore the checkpoints of an interrupted run into OUT and start over "
+            "(by default a run resumes after the stages and regions already done).",
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """SBAS time series and velocity from a stack or product folder, in one command."""
+    """SBAS time series and velocity from a stack or product folder, in one command.
+
+    Each stage checkpoints to .OUT.work/ beside OUT: run the same command again after a
+    crash or kill and it resumes where it stopped.
+    """
     _setup_logging(quiet)
     from mtinsar.config import load_config
 
@@ -230,7 +242,7 @@ def run(
     )
     from mtinsar.workflow import run_to_folder
 
-    summary = run_to_folder(source, out, cfg, progress=not quiet)
+    summary = run_to_folder(source, out, cfg, progress=not quiet, fresh=fresh)
     _print_summary(summary, out)
 
 
@@ -285,6 +297,17 @@ def demo(
     typer.echo(f"scene: {scene_dir}/  results: {results}/  figures: {results / 'figures'}/")
 
 
+FullWhenDueOpt = Annotated[
+    bool,
+    typer.Option(
+        "--full-when-due/--no-full-when-due",
+        help="When the re-run policy says so (nrt.full_rerun_every, nrt.residual_growth_factor),"
+        " re-invert the whole history from all products with the run's own config, as a new "
+        "version.",
+    ),
+]
+
+
 @app.command()
 def update(
     results: Annotated[Path, typer.Argument(help="Result folder of `mtinsar run` to update.")],
@@ -294,6 +317,7 @@ def update(
     config: ConfigOpt = None,
     endpoint_url: EndpointOpt = None,
     anonymous: AnonymousOpt = None,
+    full_when_due: FullWhenDueOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Add new acquisitions to a result without re-inverting its history; writes a new version."""
@@ -301,7 +325,7 @@ def update(
     from mtinsar.config import load_config
 
     cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
-    _update(results, products, cfg, quiet)
+    _update(results, products, cfg, quiet, full_when_due)
 
 
 @app.command()
@@ -310,31 +334,63 @@ def watch(
         Path, typer.Argument(help="Result folder of `mtinsar run` to keep current.")
     ],
     products: Annotated[
-        str, typer.Argument(help="Product folder (local or s3://) where new pairs arrive.")
-    ],
+        str | None,
+        typer.Argument(help="Product folder (local or s3://) where new pairs arrive (or --stac)."),
+    ] = None,
+    stac: Annotated[
+        str | None,
+        typer.Option(help="Poll this STAC API URL or static catalog.json instead of a folder."),
+    ] = None,
+    bbox: Annotated[
+        tuple[float, float, float, float] | None,
+        typer.Option(
+            help="With --stac: LON_MIN LAT_MIN LON_MAX LAT_MAX (degrees).", show_default=False
+        ),
+    ] = None,
+    collection: Annotated[
+        list[str] | None, typer.Option(help="With --stac: collection to search; repeatable.")
+    ] = None,
+    track: Annotated[
+        int | None, typer.Option(help="With --stac: relative orbit (sat:relative_orbit).")
+    ] = None,
+    asset: Annotated[
+        str | None, typer.Option(help="With --stac: asset key of the product.")
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between two looks.")] = 600.0,
     once: Annotated[bool, typer.Option("--once", help="Look once, then stop.")] = False,
+    full_when_due: FullWhenDueOpt = True,
     config: ConfigOpt = None,
     endpoint_url: EndpointOpt = None,
     anonymous: AnonymousOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Poll a product folder and run `update` whenever new acquisitions appear.
+    """Poll a product folder or a STAC search and run `update` whenever new acquisitions appear.
 
-    Idempotent (pairs not newer than the result's last date are ignored) and restartable:
-    its only state is the result folder's versions. A bad product is logged and retried at
-    the next look; Ctrl-C stops it.
+    With --stac, each look asks for the items whose time ends after the result's last date
+    and reads their products in place. Idempotent (pairs not newer than the result's last
+    date are ignored) and restartable: its only state is the result folder's versions. A bad
+    product is logged and retried at the next look; Ctrl-C stops it. When a full re-run is
+    due it is done, as a new version (--no-full-when-due: only say so).
     """
     import time
 
     _setup_logging(quiet)
     from mtinsar.config import load_config
 
+    if (products is None) == (stac is None):
+        raise typer.BadParameter("give a PRODUCTS folder or --stac URL (one of them)")
+    source: Any = products
+    if stac is not None:
+        from mtinsar.sources.stac import Query
+
+        if bbox is None:
+            raise typer.BadParameter("--stac needs --bbox", param_hint="--bbox")
+        source = Query(stac, bbox, track, tuple(collection) if collection else None, asset)
     cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
     while True:
         try:
-            _update(results, products, cfg, quiet)
-        except MtinsarError as exc:
+            _update(results, source, cfg, quiet, full_when_due)
+        except (MtinsarError, OSError) as exc:
             if once:
                 raise
             logging.getLogger("mtinsar.watch").error("update failed, retrying later: %s", exc)
@@ -343,10 +399,11 @@ def watch(
         time.sleep(interval)
 
 
-def _update(results: Path, products: str, cfg: Any, quiet: bool) -> None:
+def _update(results: Path, products: Any, cfg: Any, quiet: bool, full_when_due: bool) -> None:
     from mtinsar.workflow import update_folder
 
-    for line in update_folder(results, products, cfg, progress=not quiet):
+    lines = update_folder(results, products, cfg, progress=not quiet, full_when_due=full_when_due)
+    for line in lines:
         typer.echo(line)
 
 

@@ -338,6 +338,17 @@ def full_rerun_due(
     return False, ""
 
 
+def rerun_due(result: xr.Dataset, nrt: NrtConfig) -> tuple[bool, str]:
+    """`full_rerun_due` for a stored result: never for a full run's own result (it has no
+    ``nrt_updates_since_full``); for an updated one, from its attrs and residual layer."""
+    count = result.attrs.get("nrt_updates_since_full")
+    if count is None:
+        return False, ""
+    median = _median(result["model_residual"].values, result["mask"].values)
+    baseline = float(result.attrs.get("nrt_baseline_residual_m", np.nan))
+    return full_rerun_due(int(count), median, baseline, nrt)
+
+
 # --------------------------------------------------------------------------- checks
 
 

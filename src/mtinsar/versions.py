@@ -1,11 +1,13 @@
-"""Versions of a result folder: every `mtinsar update` adds one; earlier ones stay readable.
+"""Versions of a result folder: every `mtinsar update` (and every full re-run of the whole
+history, `workflow.rerun_as_version`) adds one; earlier ones stay readable.
 
 Layout of a result folder `OUT/` (from `mtinsar run`) after updates:
 
     OUT/timeseries.zarr            version 0, as `mtinsar run` wrote it
     OUT/versions/v1/timeseries.zarr, alerts.geojson, update.json
     OUT/versions/v2/...
-    OUT/CURRENT                    "v2": the version readers open by default
+    OUT/versions/v3/timeseries.zarr, summary.json, pairs.csv   a full re-run (when due)
+    OUT/CURRENT                    "v3": the version readers open by default
 
 A new version is written under a temporary name, renamed into `versions/` when complete,
 and only then made current by atomically replacing `CURRENT` (write-new-then-switch). A crash

@@ -8,60 +8,111 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from mtinsar import nrt, output, pipeline, versions
+from mtinsar.checkpoint import Checkpoint, fingerprint, work_folder
 from mtinsar.config import RunConfig
+from mtinsar.errors import InputError, MtinsarError
 from mtinsar.execution import executor
-from mtinsar.io.products import read_products
-from mtinsar.sources import remote
+from mtinsar.io.products import read_listed, read_products
+from mtinsar.sources import remote, stac
 
 log = logging.getLogger(__name__)
 
 
-def run_to_folder(source: str | Path, out: Path, cfg: RunConfig, progress: bool = False) -> dict:
+def run_to_folder(
+    source: str | Path, out: Path, cfg: RunConfig, progress: bool = False, fresh: bool = False
+) -> dict:
     """Ingest `source` (stack store or products), run SBAS, write the result folder `out`.
 
-    Returns the run's summary (as in summary.json).
+    Each stage checkpoints to a work folder beside `out` (`checkpoint.work_folder`): a run
+    that was killed or crashed, started again with the same source and configuration,
+    resumes where it stopped; with `fresh` it starts over. The work folder goes when the
+    result is written, or when the run fails on its input or configuration (an
+    `MtinsarError`: running again cannot help until they change). Returns the run's
+    summary (as in summary.json).
     """
     remote.configure(cfg.storage)
     output.check_writable(out)  # fail before hours of work, not after
     stack = pipeline.load_input(source, cfg, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The time series streams to a work store beside `out` (bounded memory), which the
-    # result folder then adopts; a failed run leaves no temporary folder behind.
-    with (
-        executor(cfg.execution),
-        tempfile.TemporaryDirectory(prefix=f".{out.name}.work-", dir=out.parent) as work,
-    ):
-        store = Path(work) / "timeseries.zarr"
-        sbas = pipeline.run_sbas(stack, cfg, progress=progress, store=store)
-        output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
+    work = Checkpoint.open(work_folder(out), fingerprint(source, stack, cfg), fresh=fresh)
+    try:
+        with executor(cfg.execution):
+            # the time series streams to a store in the work folder (bounded memory), which
+            # the result folder then adopts
+            store = work.folder / "timeseries.zarr"
+            sbas = pipeline.run_sbas(stack, cfg, progress, store=store, checkpoint=work)
+            output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
+    except MtinsarError:
+        work.remove()
+        raise
+    work.remove()
     return sbas.summary
 
 
+#: Where products are read from: a folder or stack store (local or URL), or a STAC search.
+Source = str | Path | stac.Query
+
+
+def read_source(
+    source: Source, cfg: RunConfig, after: np.datetime64 | None = None, progress: bool = False
+) -> xr.Dataset | None:
+    """The stack of `source`, lazily: all its pairs, or with `after` at least every pair
+    ending after that date (a STAC search then asks only for those items).
+
+    None when a STAC search finds no item; a folder without products raises InputError.
+    """
+    if isinstance(source, stac.Query):
+        start = stac.EPOCH if after is None else (np.datetime64(after, "D") + 1).astype(object)
+        found = source.items(start=start)
+        if not found:
+            return None
+        listed = {}
+        for item in found:
+            if item.pair in listed:
+                log.warning("%s: items for pair %s twice; using %s", source, item.pair, item.href)
+            listed[item.pair] = item.href
+        return read_listed(listed, cfg.ingest, progress=progress)
+    if after is None:
+        return pipeline.load_input(source, cfg, progress=progress)
+    return read_products(source, cfg.ingest, progress=progress)
+
+
 def update_folder(
-    results: Path, products: str, cfg: RunConfig, progress: bool = False
+    results: Path,
+    products: Source,
+    cfg: RunConfig,
+    progress: bool = False,
+    full_when_due: bool = False,
 ) -> list[str]:
     """Append the acquisitions of `products` newer than the result as a new version.
 
     Returns human-readable lines of what was done (one per date, then a closing line);
     empty pairs are ignored, so calling it twice with the same products adds nothing.
+    With `full_when_due`, when the re-run policy (`cfg.nrt`, `nrt.rerun_due`) says so after
+    the update (or already before, e.g. when an earlier re-run was killed), the whole
+    history is then re-inverted as one more version (`rerun_as_version`).
     """
     remote.configure(cfg.storage)
     before = versions.current(results)
     result = versions.open_version(results).load()
-    stack = read_products(products, cfg.ingest, progress=progress)
-    sec = stack["sec_date"].values
-    new_dates = np.unique(sec[sec > result["time"].values[-1]])
+    last = result["time"].values[-1]
+    stack = read_source(products, cfg, after=last, progress=progress)
+    sec = stack["sec_date"].values if stack is not None else last[None]
+    new_dates = np.unique(sec[sec > last])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     if new_dates.size == 0:
-        last = str(result["time"].values[-1])[:10]
-        return [f"{stamp} no pair ends after {last}: nothing to add"]
+        lines = [f"{stamp} no pair ends after {str(last)[:10]}: nothing to add"]
+        due, reason = nrt.rerun_due(result, cfg.nrt)
+        if due and full_when_due:
+            lines.append(_rerun_line(results, products, cfg, progress, reason))
+        return lines
 
     lines, reports = [], []
     for date in new_dates:
@@ -83,9 +134,81 @@ def update_folder(
     number = versions.write_version(results, fill)
     for report in reports:  # after the version is safe: a dead webhook never costs a result
         nrt.post_alerts(report.alerts, cfg.nrt)
-    due = [r.full_rerun_reason for r in reports if r.full_rerun_due]
+    due, reason = nrt.rerun_due(result, cfg.nrt)
+    hint = "" if full_when_due else ": mtinsar update --full-when-due"
     lines.append(
         f"{stamp} {len(new_dates)} date(s) added: version {before} -> {number} in "
-        f"{results}/versions/" + (f"; a full re-run is due ({due[-1]}): mtinsar run" if due else "")
+        f"{results}/versions/" + (f"; a full re-run is due ({reason}){hint}" if due else "")
     )
+    if due and full_when_due:
+        lines.append(_rerun_line(results, products, cfg, progress, reason))
     return lines
+
+
+def _rerun_line(results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str) -> str:
+    start = time.perf_counter()
+    number = rerun_as_version(results, source, cfg, progress=progress, reason=reason)
+    return (
+        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} full re-run of the whole history "
+        f"({time.perf_counter() - start:.0f} s): version {number} in {results}/versions/"
+    )
+
+
+def rerun_config(result: xr.Dataset, cfg: RunConfig) -> RunConfig:
+    """The config of a full re-run of `result`: the run's own (``attrs["config"]``), with
+    its reference point pinned to the result's (so versions stay comparable), and neither
+    an end date nor a pair list that would leave out the dates added since; where and how
+    to compute (`storage`, `execution`) and the update policy (`nrt`) come from `cfg`.
+    """
+    try:
+        own = RunConfig.model_validate_json(result.attrs["config"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(
+            f"the result holds no valid run config ({exc}); run `mtinsar run` on all products"
+        ) from exc
+    ingest = own.ingest.model_copy(update={"end_date": None, "include_pairs": []})
+    lon, lat = (float(result.attrs[f"reference_{k}"]) for k in ("lon", "lat"))
+    reference = own.reference.model_copy(update={"lon": lon, "lat": lat})
+    return own.model_copy(
+        update={
+            "ingest": ingest,
+            "reference": reference,
+            "storage": cfg.storage,
+            "execution": cfg.execution,
+            "nrt": cfg.nrt,
+        }
+    )
+
+
+def rerun_as_version(
+    results: Path, source: Source, cfg: RunConfig, progress: bool = False, reason: str = ""
+) -> int:
+    """Re-invert the whole history from all products of `source` as a new version of
+    `results` (earlier versions stay readable); returns its number.
+
+    Uses the run's own config (`rerun_config`). The version holds the time-series store
+    (a full run's: no ``nrt_updates_since_full``, so the update count restarts), the run's
+    summary.json (with a ``full_rerun`` entry: reason, source, version replaced) and
+    pairs.csv.
+    """
+    remote.configure(cfg.storage)
+    before = versions.current(results)
+    run_cfg = rerun_config(versions.open_version(results), cfg)
+    stack = read_source(source, run_cfg, progress=progress)
+    if stack is None:
+        raise InputError(f"{source}: no products found for the full re-run of {results}")
+
+    def fill(folder: Path) -> None:
+        with executor(run_cfg.execution):
+            store = folder / versions.STORE
+            sbas = pipeline.run_sbas(stack, run_cfg, progress=progress, store=store)
+        summary = {
+            **sbas.summary,
+            "full_rerun": {"reason": reason, "source": str(source), "replaces_version": before},
+        }
+        (folder / output.SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        sbas.pairs.to_dataframe().to_csv(folder / output.PAIRS)
+
+    number = versions.write_version(results, fill)
+    log.info("full re-run of %s written as version %d", results, number)
+    return number

@@ -8,12 +8,16 @@ search defines it: the item's bbox intersects `bbox` (lon/lat, EPSG:4326), its t
 (``sat:relative_orbit``, STAC "sat" extension) equals `track`. A STAC API (pystac-client)
 filters bbox/time/collections on the server; every filter is applied again here, so servers
 that ignore one (or the track query) still give exact results.
+
+`search_items` keeps each item's id and time interval (its pair label, `Found.pair`); a
+`Query` is a saved search that `mtinsar watch --stac` polls.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,46 @@ from mtinsar.sources import remote
 logger = logging.getLogger(__name__)
 
 TRACK_KEY = "sat:relative_orbit"
+
+
+#: Open ends of a search for "any time".
+EPOCH, FOREVER = date(1970, 1, 1), date(2999, 12, 31)
+
+
+@dataclass(frozen=True)
+class Found:
+    """One matching item: its id, product href, and time interval (UTC)."""
+
+    id: str
+    href: str
+    start: datetime
+    end: datetime
+
+    @property
+    def pair(self) -> str:
+        """'YYYYMMDD_YYYYMMDD' of the item's interval: the pair label the readers use."""
+        return f"{self.start:%Y%m%d}_{self.end:%Y%m%d}"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A saved STAC search (what `mtinsar watch --stac` polls): catalog or API, bbox
+    [lon_min, lat_min, lon_max, lat_max] (degrees), track, collections and asset key."""
+
+    catalog: str
+    bbox: tuple[float, float, float, float]
+    track: int | None = None
+    collections: tuple[str, ...] | None = None
+    asset: str | None = None
+
+    def items(self, start: date | str = EPOCH, end: date | str = FOREVER) -> list[Found]:
+        """The matching items whose time meets `start`..`end` (default: any time)."""
+        return search_items(
+            self.catalog, self.bbox, start, end, self.track, self.collections, self.asset
+        )
+
+    def __str__(self) -> str:
+        return f"STAC {self.catalog}"
 
 
 def search(
@@ -46,6 +90,20 @@ def search(
     skipped with a warning. Raises InputError naming the catalog for an unreachable or
     invalid catalog and for bad arguments.
     """
+    found = search_items(catalog_or_api_url, bbox, start, end, track, collections, asset)
+    return [item.href for item in found]
+
+
+def search_items(
+    catalog_or_api_url: str | Path,
+    bbox: Sequence[float],
+    start: date | str,
+    end: date | str,
+    track: int | None = None,
+    collections: Sequence[str] | None = None,
+    asset: str | None = None,
+) -> list[Found]:
+    """`search`, keeping each item's id and time interval with its href."""
     source = str(catalog_or_api_url)
     box = _check_bbox(bbox)
     t0, t1 = _day_start(start, "start"), _day_end(end, "end")
@@ -65,15 +123,15 @@ def search(
         and (track is None or _track(item) == int(track))
     ]
     found.sort(key=lambda item: (_interval(item)[0], item.id))
-    hrefs = []
+    out = []
     for item in found:
         href = _asset_href(item, asset)
         if href is None:
             logger.warning("%s: STAC item %s has no asset %r; skipped", source, item.id, asset)
         else:
-            hrefs.append(href)
-    logger.info("%s: %d product(s) found", source, len(hrefs))
-    return hrefs
+            out.append(Found(item.id, href, *_interval(item)))
+    logger.info("%s: %d product(s) found", source, len(out))
+    return out
 
 
 # --------------------------------------------------------------------------- arguments

@@ -1,0 +1,138 @@
+"""Near-real-time update against a full re-run: speed and agreement.
+
+    python benchmarks/nrt_update.py [--preset medium|small] [--withhold 5] [--work DIR]
+
+Simulates the scene (`SceneConfig.preset`, default medium: 600 x 800 px, 80 dates) into a
+LiCSAR frame, then, each step in its own measured process (`common.measure`):
+
+1. `mtinsar run` on the frame without the pairs touching its last 5 dates;
+2. `mtinsar update` five times, each on a frame holding one more date (hard-linked copies
+   of the pair folders, so nothing is copied), i.e. one new acquisition per update;
+3. `mtinsar run` on all dates, with the reference point of the first run (the full
+   re-run an update stands in for).
+
+Reported: each update's wall time as a fraction of the full re-run's (target <= 5 %), also
+its in-process compute time (update.json `timings_s.total`, without interpreter start-up and
+the version write); and the RMS difference [mm/yr] between the velocity after the last
+update and the full re-run's, over the pixels reliable in both (target <= 0.5 mm/yr).
+Results go to benchmarks/results.json (section nrt_update[_PRESET]) and results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    DEFAULT_WORK,
+    HERE,
+    machine,
+    measure,
+    prepare_scene,
+    python,
+    rms,
+    update_results,
+)
+
+TARGET_FRACTION = 0.05
+TARGET_RMS_MM_YR = 0.5
+
+
+def stage_frame(frame: Path, target: Path, later: set[str]) -> Path:
+    """A copy of `frame` (hard links) without the pair folders touching any date in `later`."""
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(frame, target, copy_function=os.link)
+    for pair in (target / "interferograms").iterdir():
+        if set(pair.name.split("_")) & later:
+            shutil.rmtree(pair)
+    return target
+
+
+def mtinsar(args: list[str], log: Path) -> dict:
+    return measure([python(), "-m", "mtinsar", *args, "-q"], log).check(args[0]).numbers()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="medium", help="scene preset (small: smoke test)")
+    parser.add_argument("--withhold", type=int, default=5, help="dates added by updates")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="scratch folder")
+    args = parser.parse_args()
+
+    import xarray as xr
+
+    from mtinsar import versions
+    from mtinsar.simulate import SceneConfig, acquisition_dates
+
+    cfg = SceneConfig.preset(args.preset)
+    scene = prepare_scene(f"nrt_{args.preset}", cfg, args.work, mintpy=False)
+    work = args.work / f"nrt_{args.preset}"
+    dates = [str(d).replace("-", "") for d in acquisition_dates(cfg)]
+    n = args.withhold
+    stages = [
+        stage_frame(scene.licsar, work / f"upto_{k}", set(dates[len(dates) - n + k :]))
+        for k in range(n + 1)
+    ]  # stages[k]: every date but the last n - k
+
+    results, rerun = work / "results", work / "rerun"
+    for folder in (results, rerun):
+        shutil.rmtree(folder, ignore_errors=True)
+    first = mtinsar(["run", str(stages[0]), str(results)], work / "run.log")
+    updates = []
+    for k in range(1, n + 1):
+        m = mtinsar(["update", str(results), str(stages[k])], work / f"update_{k}.log")
+        report = json.loads((results / "versions" / f"v{k}" / "update.json").read_text())[-1]
+        updates.append({"date": report["date"], **m, "compute_s": report["timings_s"]["total"]})
+    ref = versions.open_version(results, 0).attrs
+    full = mtinsar(
+        ["run", str(stages[n]), str(rerun), "--ref-lon", str(ref["reference_lon"]),
+         "--ref-lat", str(ref["reference_lat"])],
+        work / "rerun.log",
+    )  # fmt: skip
+
+    updated = versions.open_version(results)
+    again = xr.open_zarr(rerun / "timeseries.zarr")
+    mask = (updated["mask"].values & again["mask"].values).astype(bool)
+    diff = (updated["velocity"].values - again["velocity"].values)[mask] * 1e3
+    diff = diff[np.isfinite(diff)]
+    for u in updates:
+        u["fraction_of_full_rerun"] = round(u["wall_s"] / full["wall_s"], 4)
+        u["compute_fraction_of_full_rerun"] = round(u["compute_s"] / full["wall_s"], 4)
+    worst = max(u["fraction_of_full_rerun"] for u in updates)
+    rms_mm = round(rms(diff), 4)
+    data = {
+        "machine": machine(),
+        "scene": {"preset": args.preset, **cfg.model_dump()},
+        "n_dates": len(dates),
+        "withheld": n,
+        "first_run": first,
+        "updates": updates,
+        "full_rerun": full,
+        "max_update_fraction": worst,
+        "velocity_rms_diff_mm_yr": rms_mm,
+        "n_pixels_compared": int(diff.size),
+        "targets": {"update_fraction": TARGET_FRACTION, "velocity_rms_mm_yr": TARGET_RMS_MM_YR},
+        "met": {
+            "update_fraction": worst <= TARGET_FRACTION,
+            "velocity_rms": rms_mm <= TARGET_RMS_MM_YR,
+        },
+    }
+    update_results("nrt_update" if args.preset == "medium" else f"nrt_update_{args.preset}", data)
+    walls = ", ".join(f"{u['wall_s']:.1f} s" for u in updates)
+    print(
+        f"updates: {walls} vs full re-run "
+        f"{full['wall_s']:.1f} s (worst {worst:.1%}); velocity RMS diff {rms_mm:.3f} mm/yr"
+    )
+    print(f"results: {HERE / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
