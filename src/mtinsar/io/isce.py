@@ -60,6 +60,7 @@ from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
 from mtinsar.io import mosaic
 from mtinsar.io.select import select_area, select_pairs
+from mtinsar.sources import remote
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def is_isce(path: str | Path) -> bool:
     """True for a topsStack folder (or its merged/ or merged/interferograms/) with geocoded
     unwrapped interferograms."""
     try:
-        root = _stack_root(Path(path))
+        root = _stack_root(remote.as_path(path))
     except InputError:
         return False
     return any((root / "merged" / "interferograms").glob(f"*/{UNW}"))
@@ -117,7 +118,7 @@ def read_isce(
     items = [path_or_paths] if isinstance(path_or_paths, str | Path) else list(path_or_paths)
     if not items:
         raise InputError("no ISCE2 topsStack folder given; pass the stack folder(s)")
-    stacks = [inspect_stack(Path(p), config.wavelength) for p in items]
+    stacks = [inspect_stack(remote.as_path(p), config.wavelength) for p in items]
     track, direction = _check_consistent(stacks, config.wavelength)
     source = str(items[0]) if len(items) == 1 else f"{items[0]} (+{len(items) - 1} more)"
     all_labels = sorted({lb for s in stacks for lb in s.pairs})
@@ -229,11 +230,12 @@ def read_isce_properties(path: Path) -> dict[str, str]:
     """First value of every ``<property name=...>`` of an ISCE XML file, keyed by the name
     lower-cased without spaces (ISCE writes public names such as 'radar wavelength')."""
     try:
-        tree = ET.parse(path)
+        # Bytes, not a file name: the same call serves local files and remote objects.
+        root = ET.fromstring(path.read_bytes())
     except (ET.ParseError, OSError) as exc:
         raise InputError(f"{path}: not a readable ISCE XML file ({exc}); restore it") from exc
     props: dict[str, str] = {}
-    for prop in tree.iter("property"):
+    for prop in root.iter("property"):
         name = re.sub(r"[\s_]", "", prop.get("name", "")).lower()
         value = prop.find("value")
         if name and value is not None and value.text is not None and name not in props:
@@ -393,7 +395,8 @@ def _open_raster(file: Path, fix: str) -> Iterator[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            with rasterio.open(target) as src:
+            # Local, /vsis3/ or /vsicurl/: a VRT's raw file resolves next to the VRT.
+            with remote.open_raster(target) as src:
                 _check_size(file, src, fix)
                 yield src
     except rasterio.errors.RasterioError as exc:

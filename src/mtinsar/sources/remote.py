@@ -282,7 +282,7 @@ def call_with_retries(
 class RemotePath:
     """A pathlib-like view of a remote folder tree, listed once, for the product readers.
 
-    Supports what the readers use: ``/``, ``name``, ``parent``, ``parts``, ``suffix``,
+    Supports what the readers use: ``/``, ``name``, ``parent``, ``parts``, ``suffix``, ``stem``,
     ``with_name``, ``relative_to``, ``exists``, ``is_dir``, ``is_file``, ``iterdir``,
     ``glob``, ``rglob``, ``read_text``, ``read_bytes``, ``resolve``, ``stat().st_size``.
     The whole tree below the root is listed with one recursive request (`fsspec find`) and
@@ -325,6 +325,10 @@ class RemotePath:
     @property
     def suffix(self) -> str:
         return PurePosixPath(self._key).suffix
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self._key).stem
 
     @property
     def parent(self) -> RemotePath:
@@ -383,9 +387,13 @@ class RemotePath:
                 yield self._child(key)
 
     def stat(self) -> os.stat_result:
-        size = self._tree.files.get(self._key)
-        if size is None:
+        if self._key not in self._tree.files:
             raise FileNotFoundError(str(self))
+        size = self._tree.files[self._key]
+        if size is None:  # an HTTP index page gives no sizes: ask the server (HEAD)
+            fs, path = self._tree.fs, self._fs_path
+            size = int(call_with_retries(lambda: fs.size(path), self._url, "size") or 0)
+            self._tree.files[self._key] = size
         return os.stat_result((0o100444, 0, 0, 1, 0, 0, size, 0, 0, 0))
 
     # -- operations that read a (small) object
@@ -411,11 +419,12 @@ class _Tree:
     def __init__(self, root: str) -> None:
         self.root = root
         self.fs = filesystem(root)
-        self._files: dict[str, int] | None = None
+        self._files: dict[str, int | None] | None = None
         self._dirs: set[str] = set()
 
     @property
-    def files(self) -> dict[str, int]:
+    def files(self) -> dict[str, int | None]:
+        """Key -> size in bytes (None: not in the listing, asked for on demand)."""
         if self._files is None:
             self._list()
         assert self._files is not None
@@ -432,7 +441,7 @@ class _Tree:
         found = call_with_retries(
             lambda: self.fs.find(root, withdirs=True, detail=True), self.root, "listing"
         )
-        files: dict[str, int] = {}
+        files: dict[str, int | None] = {}
         dirs: set[str] = set()
         for name, info in found.items():
             key = name if kind == "s3" else name
@@ -440,7 +449,8 @@ class _Tree:
             if info.get("type") == "directory":
                 dirs.add(key)
             else:
-                files[key] = int(info.get("size") or 0)
+                size = info.get("size")
+                files[key] = None if size is None else int(size)
         # Object stores have no folders: every prefix of a key up to the root is one.
         for key in list(files):
             parent = key.rpartition("/")[0]
@@ -449,6 +459,9 @@ class _Tree:
                 parent = parent.rpartition("/")[0]
         if files or dirs:
             dirs.add(root)
+            # An HTTP server answers the folder URL itself with its index page, which the
+            # listing reports as a file of the same name: the folder is what is meant.
+            files.pop(root, None)
         self._files, self._dirs = files, dirs
 
 
