@@ -1,8 +1,10 @@
 """A real OGC API - Processes client (OWSLib) against a live server and worker on loopback."""
 
+import asyncio
 import threading
 import time
 
+import httpx
 import numpy as np
 import owslib.ogcapi
 import pytest
@@ -97,3 +99,20 @@ def test_owslib_runs_an_sbas_job_to_completion(live):
         assert src.bounds.left == pytest.approx(item["bbox"][0], abs=1e-9)
     anonymous = requests.get(job_url, timeout=10)
     assert anonymous.status_code == 404  # private until shared
+
+
+def test_hundreds_of_concurrent_requests_are_all_answered(live):
+    """200 requests at once: every one answered 200 (a too-small thread/connection budget
+    used to deadlock the server here for good)."""
+    config, base, key = live
+    headers = {"Authorization": f"Bearer {key}"}
+
+    async def blast() -> list[int]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
+            answers = await asyncio.gather(
+                *(client.get("/jobs", timeout=60) for _ in range(200)), return_exceptions=True
+            )
+        return [a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers]
+
+    assert asyncio.run(blast()) == [200] * 200

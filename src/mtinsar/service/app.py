@@ -7,6 +7,7 @@ Documents are in schemas.py, user routes in users.py.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import shutil
 from contextlib import asynccontextmanager
@@ -429,6 +430,27 @@ def _landing(app: FastAPI) -> None:
 # --------------------------------------------------------------------------- the app
 
 
+class ConcurrencyLimit:
+    """ASGI middleware: at most `limit` HTTP requests inside the app at once; others wait.
+
+    FastAPI runs each sync dependency and endpoint on one of 40 pool threads, and a request
+    keeps its database connection between those steps. With hundreds of requests in flight,
+    every thread can end up waiting for a connection held by a request that itself waits for
+    a thread (a deadlock, seen at 120 concurrent requests). Waiting here, in the event loop,
+    holds neither; `limit` stays below both the thread count and the connection pool.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.slots = app, asyncio.Semaphore(limit)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        async with self.slots:
+            await self.app(scope, receive, send)
+
+
 def create_app(config: ServiceConfig) -> FastAPI:
     """The service's FastAPI app; its database is migrated on creation."""
     engine = db.connect(config.url)
@@ -448,6 +470,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.config, app.state.engine = config, engine
     app.state.sessions = db.sessions(engine)
     install_error_handlers(app)
+    app.add_middleware(ConcurrencyLimit, limit=config.max_concurrent_requests)
     _landing(app)  # before the web map's own "/" route, so that it negotiates JSON vs HTML
     for router in (_ogc_router(), _files_router(), _access_router(), users_router()):
         app.include_router(router)

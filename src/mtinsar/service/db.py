@@ -110,14 +110,21 @@ class JobShare(Base):
     )
 
 
+# More connections than the 40 threads FastAPI runs sync endpoints on: a request holds its
+# session until its dependency's teardown, which needs a thread too, so a smaller pool can
+# deadlock under load (every thread waiting for a connection held by a finished request).
+_POOL = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 30}
+
+
 def connect(url: str) -> Engine:
     """An engine for `url`, with the schema migrated to the newest revision."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        args = {"timeout": 30, "check_same_thread": False}
+        engine = create_engine(url, connect_args=args, **_POOL)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True, **_POOL)
     migrate(engine)
     return engine
 

@@ -6,6 +6,10 @@ Routes (all under `/jobs/{job_id}/map`, built by `make_router`):
     GET tiles/{layer}/{z}/{x}/{y}.png Web-Mercator PNG tiles of a layer's COG (rio-tiler)
     GET timeseries?lon=&lat=          one pixel's displacement [mm], model fit [mm], velocity
     GET network                       dates, perpendicular baselines and pairs (kept/dropped)
+    GET segments                      an infra job's segments (GeoJSON, lon/lat) and risk
+
+An infra job's result holds segments, not rasters: its `info` says so (`kind` "infra") and
+names the sbas job it analysed (`result_job`), whose layers the map shows beneath them.
 
 Values are stored in metres and m/yr (DESIGN §3) and shown here in mm and mm/yr. A tile
 that does not touch the grid is answered 200 with a fully transparent PNG, so a map client
@@ -30,7 +34,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pyproj import CRS, Transformer
 from rasterio.warp import transform_bounds
@@ -122,6 +126,14 @@ def make_router(result_dir: Callable[..., Path]) -> APIRouter:
     def network(job_id: str, folder: Path = folder_dep) -> dict[str, Any]:
         return pair_network(folder)
 
+    @router.get(
+        "/segments",
+        summary="An infra job's segments with their metrics and risk class (GeoJSON, lon/lat)",
+        responses={200: {"content": {"application/geo+json": {}}}},
+    )
+    def segments(job_id: str, folder: Path = folder_dep) -> JSONResponse:
+        return JSONResponse(segment_layer(folder), media_type="application/geo+json")
+
     return router
 
 
@@ -172,7 +184,14 @@ def _scalar(value: Any, scale: float = 1.0) -> float | None:
 
 
 def map_info(folder: Path) -> dict[str, Any]:
-    """What the map needs to start: layers, bounds (lon/lat), CRS, dates, colour range."""
+    """What the map needs to start: layers, bounds (lon/lat), CRS, dates, colour range.
+
+    For an infra job: `kind` "infra", the analysed sbas job (`result_job`), the segments'
+    lon/lat bounds and risk counts; the map shows that job's layers beneath the segments.
+    """
+    summary = infra_summary(folder)
+    if summary is not None:
+        return _infra_info(folder, summary)
     ds = _open(folder)
     crs = _grid_crs(ds)
     left, bottom, right, top = ds.rio.bounds()
@@ -189,6 +208,7 @@ def map_info(folder: Path) -> dict[str, Any]:
             )
     ref = {k: ds.attrs.get(f"reference_{k}") for k in ("lon", "lat", "y", "x", "date")}
     return {
+        "kind": "timeseries",
         "layers": layers,
         "bounds": [west, south, east, north],
         "center": [(west + east) / 2, (south + north) / 2],
@@ -485,9 +505,101 @@ def pair_network(folder: Path) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- infra segments
+
+SEGMENTS_FILE = "segments.geojson"  # written in EPSG:4326 by mtinsar.infra.report
+
+
+def infra_summary(folder: Path) -> dict[str, Any] | None:
+    """The summary of an infra result folder, or None when `folder` holds another result."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ours = isinstance(summary, dict) and summary.get("kind") == "infra"
+    return summary if ours and (folder / SEGMENTS_FILE).is_file() else None
+
+
+def segment_layer(folder: Path) -> dict[str, Any]:
+    """The segments of an infra result as a GeoJSON FeatureCollection in lon/lat (WGS84).
+
+    Each feature's id is its `segment_id`; properties are the infra metrics as written by
+    `mtinsar infra` (velocities in mm/yr, differential settlement in mm/yr per 100 m,
+    `risk_class` -1..3 and its label `risk`), with NaN given as null. Foreign members:
+    `result_job` (the sbas job analysed, null if unknown), `risk_labels`, `at_risk_from`.
+    """
+    from mtinsar.infra.metrics import AT_RISK_FROM, RISK_LABELS
+
+    summary = infra_summary(folder)
+    if summary is None:
+        raise HTTPException(
+            404,
+            "this job's result is not an infrastructure analysis, so it has no segments; "
+            "run the 'infra' process on it and open that job",
+        )
+    doc = json.loads((folder / SEGMENTS_FILE).read_text())
+    crs = (doc.get("crs") or {}).get("properties", {}).get("name", "")
+    if crs and not crs.endswith(("CRS84", "EPSG::4326", "EPSG:4326")):
+        raise HTTPException(500, f"{SEGMENTS_FILE} is in {crs}, not lon/lat; re-run the job")
+    features = [
+        {
+            "type": "Feature",
+            "id": feature["properties"]["segment_id"],
+            "geometry": feature["geometry"],
+            "properties": {k: _json_value(v) for k, v in feature["properties"].items()},
+        }
+        for feature in doc.get("features", [])
+    ]
+    return {
+        "type": "FeatureCollection",
+        "result_job": summary.get("job"),
+        "risk_labels": {str(k): v for k, v in RISK_LABELS.items()},
+        "at_risk_from": AT_RISK_FROM,
+        "units": {
+            "v_median_mm_yr": "mm/yr",
+            "v_extreme_mm_yr": "mm/yr",
+            "diff_settlement_mm_yr_100m": "mm/yr per 100 m",
+            "angular_distortion": "rad",
+            "displacement_mm": "mm",
+        },
+        "features": features,
+    }
+
+
+def _infra_info(folder: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    layer = segment_layer(folder)
+    coords = [
+        xy for feature in layer["features"] for xy in _positions(feature["geometry"]["coordinates"])
+    ]
+    lon = [float(c[0]) for c in coords] or [0.0]
+    lat = [float(c[1]) for c in coords] or [0.0]
+    return {
+        "kind": "infra",
+        "result_job": layer["result_job"],
+        "bounds": [min(lon), min(lat), max(lon), max(lat)],
+        "n_segments": len(layer["features"]),
+        "risk_counts": summary.get("risk_counts", {}),
+        "segments_at_risk": summary.get("segments_at_risk", []),
+        "first_date": summary.get("first_date"),
+        "last_date": summary.get("last_date"),
+    }
+
+
+def _positions(coords: Any) -> list[list[float]]:
+    """The positions of a GeoJSON coordinates array of any depth."""
+    if coords and isinstance(coords[0], (int, float)):
+        return [coords]
+    return [p for part in coords for p in _positions(part)]
+
+
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 __all__ = [
     "LAYERS",
     "empty_tile",
+    "infra_summary",
     "layer_path",
     "make_router",
     "map_info",
@@ -495,4 +607,5 @@ __all__ = [
     "pair_network",
     "pixel_timeseries",
     "render_tile",
+    "segment_layer",
 ]

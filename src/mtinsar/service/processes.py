@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,17 @@ def _execute_infra(
     lines.write_text(json.dumps(inputs["lines"]))
     result = config.job_dir(inputs["job"]) / RESULT
     summary = run_infra(result, lines, job_dir / RESULT, InfraConfig(**inputs["config"]))
+    # the map draws the segments over the analysed job's layers: record which job that is
+    summary = {**summary, "job": inputs["job"]}
+    _replace_json(job_dir / RESULT / "summary.json", summary)
     return {"summary": summary}
+
+
+def _replace_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` to `path` atomically (a reader sees the old file or the new, whole)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    os.replace(tmp, path)
 
 
 class _StageHandler(logging.Handler):

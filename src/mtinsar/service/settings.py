@@ -26,6 +26,13 @@ class ServiceConfig(BaseModel):
     default_quota_cpu_seconds: float | None = Field(
         None, description="CPU-seconds a new user may spend (None: unlimited)."
     )
+    max_concurrent_requests: int = Field(
+        32,
+        ge=1,
+        le=40,
+        description="HTTP requests handled at once; more wait their turn (<= 40, the threads "
+        "FastAPI runs requests on).",
+    )
     source_roots: list[str] = Field(
         default_factory=list,
         description="Local folders jobs may read products from (besides s3:// and https://); "

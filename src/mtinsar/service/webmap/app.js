@@ -1,6 +1,7 @@
 // mtinsar web map: log in with an API key, follow jobs, submit SBAS jobs, and explore a
 // result on a small slippy map of Web-Mercator tiles (no external library, no basemap).
-// Open a result directly with /#job=<id>.
+// Open a result directly with /#job=<id>. An infra job opens the map of the sbas job it
+// analysed, with its segments drawn on top, coloured by risk class.
 "use strict";
 
 (function () {
@@ -18,13 +19,24 @@
               "#35b779", "#6ece58", "#b5de2b", "#fde725"],
   };
   STOPS.rdbu_r = STOPS.rdbu.slice().reverse();
+  // Risk classes of infra segments (mtinsar.infra.metrics.RISK_LABELS), worst first.
+  const RISK = [
+    { cls: 3, label: "high", colour: "#d73027" },
+    { cls: 2, label: "moderate", colour: "#fc8d59" },
+    { cls: 1, label: "low", colour: "#fee08b" },
+    { cls: 0, label: "stable", colour: "#1a9850" },
+    { cls: -1, label: "no data", colour: "#969696" },
+  ];
 
   const $ = (id) => document.getElementById(id);
   const state = {
     key: localStorage.getItem(KEY_STORE) || "",
     jobs: [],
-    jobId: null,
+    jobId: null, // the selected job
+    mapJob: null, // the job whose layers are shown: the selected one, or an infra job's sbas job
     info: null,
+    segments: null, // an infra job's segments (GeoJSON FeatureCollection), or null
+    segmentId: null, // the segment whose metrics are shown
     layer: "velocity",
     view: null, // {z, cx, cy}: zoom and the world-pixel position of the map centre
     tiles: new Map(), // "z/x/y|query" -> <img>
@@ -304,12 +316,13 @@
     outline.style.width = bx1 - bx0 + "px";
     outline.style.height = by1 - by0 + "px";
     drawMarker();
+    drawSegments();
     map.dataset.zoom = String(v.z);
   }
 
   // Tiles need the Authorization header, which <img src> cannot send: fetch them.
   async function loadTile(img, z, x, y, query) {
-    const url = "/jobs/" + encodeURIComponent(state.jobId) + "/map/tiles/" + state.layer +
+    const url = "/jobs/" + encodeURIComponent(state.mapJob) + "/map/tiles/" + state.layer +
       "/" + z + "/" + x + "/" + y + ".png" + (query ? "?" + query : "");
     try {
       const blob = await (await api(url)).blob();
@@ -353,7 +366,9 @@
     let drag = null;
     map.addEventListener("pointerdown", (event) => {
       if (!state.view) return;
-      drag = { x: event.clientX, y: event.clientY, cx: state.view.cx, cy: state.view.cy, moved: false };
+      const segment = event.target.closest ? event.target.closest("[data-segment]") : null;
+      drag = { x: event.clientX, y: event.clientY, cx: state.view.cx, cy: state.view.cy, moved: false,
+        segment: segment ? segment.dataset.segment : null };
       map.setPointerCapture(event.pointerId);
     });
     map.addEventListener("pointermove", (event) => {
@@ -369,10 +384,12 @@
     });
     map.addEventListener("pointerup", (event) => {
       if (!drag) return;
-      const moved = drag.moved;
+      const moved = drag.moved, segment = drag.segment;
       drag = null;
       map.classList.remove("dragging");
-      if (!moved) {
+      if (!moved && segment !== null) {
+        showSegment(Number(segment));
+      } else if (!moved) {
         const rect = map.getBoundingClientRect();
         const [lon, lat] = pixelToLonLat(event.clientX - rect.left - map.clientLeft,
           event.clientY - rect.top - map.clientTop);
@@ -452,22 +469,46 @@
 
   async function openJob(jobId) {
     state.jobId = jobId;
+    state.mapJob = jobId;
+    state.segments = null;
+    state.segmentId = null;
     state.marker = null;
     clearTiles();
     $("map").replaceChildren();
     $("map").dataset.state = "loading";
     $("map").dataset.job = jobId;
+    delete $("map").dataset.overlay;
     $("map-title").textContent = "Job " + jobId;
     $("ts-chart").replaceChildren();
     $("ts-velocity").textContent = "";
     $("ts-info").textContent = "";
+    showLegend();
+    showSegment(null);
     renderJobs();
+    let info;
     try {
-      state.info = await (await api("/jobs/" + encodeURIComponent(jobId) + "/map/info")).json();
+      info = await (await api("/jobs/" + encodeURIComponent(jobId) + "/map/info")).json();
+      if (info.kind === "infra") {
+        if (!info.result_job) throw new Error("it does not name the sbas job it analysed");
+        const url = "/jobs/" + encodeURIComponent(jobId) + "/map/segments";
+        const segments = await (await api(url)).json();
+        info = await (await api("/jobs/" + encodeURIComponent(info.result_job) + "/map/info")).json();
+        if (state.jobId !== jobId) return; // another job was selected meanwhile
+        state.segments = segments;
+        state.mapJob = segments.result_job;
+      }
     } catch (error) {
+      if (state.jobId !== jobId) return;
       $("map").dataset.state = "error";
       setStatus("Cannot open the result of job " + jobId + ": " + error.message, true);
       return;
+    }
+    if (state.jobId !== jobId) return;
+    state.info = info;
+    $("map").dataset.job = state.mapJob;
+    if (state.segments) {
+      $("map").dataset.overlay = jobId;
+      $("map-title").textContent = "Infra job " + jobId.slice(0, 8) + " over job " + state.mapJob;
     }
     const select = $("layer");
     select.replaceChildren();
@@ -483,11 +524,139 @@
     $("vmin").value = state.info.velocity_range[0];
     $("vmax").value = state.info.velocity_range[1];
     setStatus(state.info.crs + " · " + state.info.shape[0] + "×" + state.info.shape[1] + " px · " +
-      state.info.dates.length + " dates · click a pixel for its time series", false);
+      state.info.dates.length + " dates · click a pixel for its time series" +
+      (state.segments ? ", a segment for its metrics" : ""), false);
     fitBounds();
     drawColorbar();
+    showLegend();
     $("map").dataset.state = "ready";
-    loadNetwork(jobId);
+    loadNetwork(state.mapJob);
+  }
+
+  // ------------------------------------------------------------------ infra segments
+
+  function riskOf(cls) {
+    return RISK.find((r) => r.cls === cls) || RISK[RISK.length - 1];
+  }
+
+  // The lines of a GeoJSON geometry as arrays of [lon, lat]; polygons give their rings.
+  function geometryLines(geometry) {
+    const c = geometry ? geometry.coordinates : null;
+    switch (geometry ? geometry.type : "") {
+      case "LineString": return [c];
+      case "MultiLineString": case "Polygon": return c;
+      case "MultiPolygon": return [].concat.apply([], c);
+      default: return [];
+    }
+  }
+
+  function drawSegments() {
+    const map = $("map");
+    let layer = $("segments-layer");
+    if (!state.segments || !state.view) {
+      if (layer) layer.remove();
+      return;
+    }
+    const [w, h] = mapSize();
+    if (!layer) {
+      layer = svg("svg", { id: "segments-layer", "data-testid": "segments-layer" });
+      map.append(layer);
+    }
+    layer.setAttribute("width", w);
+    layer.setAttribute("height", h);
+    layer.replaceChildren();
+    for (const feature of state.segments.features) {
+      const p = feature.properties;
+      const risk = riskOf(p.risk_class);
+      const polygon = /Polygon/.test(feature.geometry.type);
+      const group = svg("g", {
+        class: "segment risk-" + risk.label.replace(" ", "-") +
+          (p.segment_id === state.segmentId ? " selected" : ""),
+        "data-segment": p.segment_id,
+        "data-risk": p.risk_class,
+        stroke: risk.colour,
+        fill: polygon ? risk.colour : "none",
+      }, layer);
+      for (const line of geometryLines(feature.geometry)) {
+        const points = line.map((xy) => lonLatToPixel(xy[0], xy[1]).map((v) => v.toFixed(1)).join(","));
+        svg(polygon ? "polygon" : "polyline", { points: points.join(" ") }, group);
+      }
+      const title = svg("title", {}, group);
+      title.textContent = "segment " + p.segment_id + ": " + risk.label + ", " +
+        num(p.v_median_mm_yr, 1) + " mm/yr";
+    }
+  }
+
+  function showLegend() {
+    const legend = $("segments-legend");
+    legend.replaceChildren();
+    legend.hidden = !state.segments;
+    if (!state.segments) return;
+    const counts = new Map();
+    for (const f of state.segments.features) {
+      counts.set(f.properties.risk_class, (counts.get(f.properties.risk_class) || 0) + 1);
+    }
+    const head = document.createElement("span");
+    head.textContent = "Risk:";
+    legend.append(head);
+    for (const risk of RISK) {
+      const item = document.createElement("span");
+      item.className = "legend-item";
+      item.dataset.risk = String(risk.cls);
+      const swatch = document.createElement("i");
+      swatch.style.background = risk.colour;
+      item.append(swatch, " " + risk.label + " (" + (counts.get(risk.cls) || 0) + ")");
+      legend.append(item);
+    }
+  }
+
+  function num(v, digits) {
+    return v === null || v === undefined || !isFinite(v) ? "–" : Number(v).toFixed(digits);
+  }
+
+  // Show the metrics of segment `id` (null: hide the panel).
+  function showSegment(id) {
+    const panel = $("segment-info");
+    const feature = state.segments && id !== null ?
+      state.segments.features.find((f) => f.properties.segment_id === id) : null;
+    state.segmentId = feature ? id : null;
+    panel.hidden = !feature;
+    panel.replaceChildren();
+    drawSegments();
+    if (!feature) {
+      delete panel.dataset.segment;
+      return;
+    }
+    const p = feature.properties;
+    panel.dataset.segment = String(id);
+    panel.dataset.risk = String(p.risk_class);
+    const title = document.createElement("h3");
+    title.textContent = "Segment " + id + " · " + riskOf(p.risk_class).label;
+    const rows = [
+      ["risk class", p.risk + " (" + p.risk_class + ")"],
+      ["median velocity", num(p.v_median_mm_yr, 1) + " mm/yr", "v_median_mm_yr"],
+      ["extreme velocity", num(p.v_extreme_mm_yr, 1) + " mm/yr"],
+      ["differential settlement", num(p.diff_settlement_mm_yr_100m, 2) + " mm/yr per 100 m",
+        "diff_settlement_mm_yr_100m"],
+      ["angular distortion", num(p.angular_distortion, 6) + " rad"],
+      ["displacement", num(p.displacement_mm, 1) + " mm"],
+      ["projected settlement", num(p.projected_settlement_mm, 1) + " mm"],
+      ["accelerating", p.accelerating ? "yes" : "no"],
+      ["reliable pixels", String(p.n_pixels)],
+      ["chainage", num(p.chainage_start_m, 0) + "–" + num(p.chainage_end_m, 0) + " m"],
+    ];
+    const table = document.createElement("table");
+    for (const [name, value, key] of rows) {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      const td = document.createElement("td");
+      th.textContent = name;
+      td.textContent = value;
+      if (key) td.dataset.metric = key;
+      tr.append(th, td);
+      table.append(tr);
+    }
+    panel.append(title, table);
   }
 
   function jobFromHash() {
@@ -506,7 +675,7 @@
     if (!state.jobId || !state.info) return;
     state.marker = [lon, lat];
     drawMarker();
-    const url = "/jobs/" + encodeURIComponent(state.jobId) + "/map/timeseries?lon=" +
+    const url = "/jobs/" + encodeURIComponent(state.mapJob) + "/map/timeseries?lon=" +
       lon.toFixed(6) + "&lat=" + lat.toFixed(6);
     $("ts-velocity").textContent = "…";
     try {
@@ -604,7 +773,7 @@
     el.replaceChildren();
     try {
       const net = await (await api("/jobs/" + encodeURIComponent(jobId) + "/map/network")).json();
-      if (jobId === state.jobId) drawNetwork(net);
+      if (jobId === state.mapJob) drawNetwork(net);
     } catch (error) {
       $("network-info").textContent = error.message;
     }
@@ -643,6 +812,8 @@
     lonLatToPixel: lonLatToPixel,
     pixelToLonLat: pixelToLonLat,
     openJob: openJob,
+    showSegment: showSegment,
+    segments: () => state.segments,
     pickPoint: pickPoint,
     fitBounds: fitBounds,
     view: () => Object.assign({}, state.view),
