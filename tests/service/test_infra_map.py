@@ -156,10 +156,6 @@ def server(deployment) -> Iterator[str]:
         app.state.engine.dispose()
 
 
-# rio-tiler silences this warning of its PNG encoder with warnings.catch_warnings(), which
-# is not thread-safe: with tiles rendered in parallel threads one render can restore
-# pytest's "error" filter while another encodes. Ignored here, in the test's own filters.
-@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_page_draws_the_segments_coloured_by_risk(page, server, deployment, bowl_segments):
     bowl, still = bowl_segments["bowl"], bowl_segments["still"]
     assert len(bowl) >= 5 and len(still) >= 5
