@@ -57,6 +57,11 @@ def test_update_appends_dates_as_a_new_version_close_to_a_full_run(frames, tmp_p
     again = mtinsar("update", results, full, "-q")
     assert again.returncode == 0 and "nothing to add" in again.stdout
     assert versions.current(results) == 1
+    listed = mtinsar("versions", results).stdout.splitlines()
+    assert [line.split()[0] for line in listed] == ["v0", "*"]  # v1 marked current
+    assert "18 dates" in listed[0] and "update" in listed[1] and "20 dates" in listed[1]
+    old_store = listed[0].split()[-1]  # any command reads an earlier version from its store
+    assert versions.open_result(old_store).sizes["time"] == 18
 
 
 def test_a_failed_version_write_leaves_the_current_one(tmp_path):

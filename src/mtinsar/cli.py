@@ -658,6 +658,24 @@ def users_revoke(
         typer.echo(f"{auth.revoke_keys(session, user)} key(s) revoked")
 
 
+@app.command("versions")
+def list_versions(
+    results: Annotated[Path, typer.Argument(help="Result folder of `mtinsar run`.")],
+) -> None:
+    """List the versions of a result folder; pass a version's store to any command to read it."""
+    from mtinsar import versions
+
+    now = versions.current(results)
+    for number in versions.versions(results):
+        store = versions.store_path(results, number)
+        ds = versions.open_version(results, number)
+        kind = "update" if (store.parent / "update.json").is_file() else "full run"
+        typer.echo(
+            f"{'*' if number == now else ' '} v{number}  {kind:8}  {ds.sizes['time']} dates "
+            f"to {str(ds['time'].values[-1])[:10]}  {store}"
+        )
+
+
 @app.command("config")
 def show_config() -> None:
     """Print the default run configuration as commented TOML."""
