@@ -82,6 +82,16 @@ def main() -> None:
         for k in range(n + 1)
     ]  # stages[k]: every date but the last n - k
 
+    # what every `mtinsar update` process pays before any work: the interpreter and imports
+    # (a resident `mtinsar watch` pays it once)
+    imports = (
+        measure(
+            [python(), "-c", "import mtinsar.cli, mtinsar.workflow, mtinsar.nrt"],
+            work / "imports.log",
+        )
+        .check("imports")
+        .numbers()
+    )
     results, rerun = work / "results", work / "rerun"
     for folder in (results, rerun):
         shutil.rmtree(folder, ignore_errors=True)
@@ -106,7 +116,10 @@ def main() -> None:
     for u in updates:
         u["fraction_of_full_rerun"] = round(u["wall_s"] / full["wall_s"], 4)
         u["compute_fraction_of_full_rerun"] = round(u["compute_s"] / full["wall_s"], 4)
+        u["resident_s"] = round(u["wall_s"] - imports["wall_s"], 3)
+        u["resident_fraction_of_full_rerun"] = round(u["resident_s"] / full["wall_s"], 4)
     worst = max(u["fraction_of_full_rerun"] for u in updates)
+    worst_resident = max(u["resident_fraction_of_full_rerun"] for u in updates)
     rms_mm = round(rms(diff), 4)
     data = {
         "machine": machine(),
@@ -114,9 +127,11 @@ def main() -> None:
         "n_dates": len(dates),
         "withheld": n,
         "first_run": first,
+        "imports": imports,
         "updates": updates,
         "full_rerun": full,
         "max_update_fraction": worst,
+        "max_resident_update_fraction": worst_resident,
         "velocity_rms_diff_mm_yr": rms_mm,
         "n_pixels_compared": int(diff.size),
         "targets": {"update_fraction": TARGET_FRACTION, "velocity_rms_mm_yr": TARGET_RMS_MM_YR},

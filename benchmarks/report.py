@@ -281,22 +281,28 @@ def _nrt(nrt: dict) -> list[str]:
         f"reference point (full re-run: {_fmt(full['wall_s'])} s wall, "
         f"{_fmt(full['cpu_s'])} s CPU). Each step is its own process; wall time includes "
         "interpreter start-up and, for an update, writing the new version's store; compute "
-        "is the update's own time (update.json).",
+        "is the update's own time (update.json); resident is the wall time less the "
+        "interpreter and imports every process pays first "
+        f"({_fmt(nrt['imports']['wall_s']) if 'imports' in nrt else 'n/a'} s), i.e. what a "
+        "resident `mtinsar watch` pays per update.",
         "",
         "| update | date | wall [s] | CPU [s] | peak RSS [MiB] | compute [s] | wall / full "
-        "re-run | compute / full re-run |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "re-run | resident / full re-run | compute / full re-run |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k, u in enumerate(nrt["updates"], start=1):
         lines.append(
             f"| {k} | {u['date']} | {_fmt(u['wall_s'])} | {_fmt(u['cpu_s'])} | "
             f"{_fmt(u['peak_rss_mib'], 0)} | {_fmt(u['compute_s'])} | "
-            f"{u['fraction_of_full_rerun']:.1%} | {u['compute_fraction_of_full_rerun']:.1%} |"
+            f"{u['fraction_of_full_rerun']:.1%} | "
+            f"{u.get('resident_fraction_of_full_rerun', float('nan')):.1%} | "
+            f"{u['compute_fraction_of_full_rerun']:.1%} |"
         )
     target = nrt["targets"]
     lines += [
         "",
-        f"Largest update / full re-run: **{nrt['max_update_fraction']:.1%}** (target "
+        f"Largest update / full re-run: **{nrt['max_update_fraction']:.1%}** as a process, "
+        f"**{nrt.get('max_resident_update_fraction', float('nan')):.1%}** resident (target "
         f"<= {target['update_fraction']:.0%}: {ok('update_fraction')}). Velocity after the "
         f"last update vs the full re-run: RMS difference **"
         f"{_fmt(nrt['velocity_rms_diff_mm_yr'], 3)} mm/yr** over "

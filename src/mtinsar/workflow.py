@@ -81,7 +81,14 @@ def read_source(
         return read_listed(listed, cfg.ingest, progress=progress)
     if after is None:
         return pipeline.load_input(source, cfg, progress=progress)
-    return read_products(source, cfg.ingest, progress=progress)
+    stack = read_products(source, cfg.ingest, progress=progress)
+    later = stack["pair"].values[stack["sec_date"].values > after]
+    if 0 < later.size < stack.sizes["pair"]:
+        # a lazy chunk holds every pair of its pixels: open again with only the new pairs, or
+        # each of them would be read with the whole history (10 s instead of 0.3 s)
+        only = cfg.ingest.model_copy(update={"include_pairs": [str(p) for p in later]})
+        stack = read_products(source, only, progress=progress)
+    return stack
 
 
 def update_folder(
