@@ -84,6 +84,13 @@ def test_bad_inputs_are_refused_with_400_naming_the_input(service, tmp_path):
         str(tmp_path): {"source": str(tmp_path)},  # outside the allowed roots
         "ingest.chunk_size": {"source": inbox, "config": {"ingest": {"chunk_size": -5}}},
         "bogus": {"source": inbox, "bogus": 1},
+        # files named in the config are held to the same roots as the source
+        "ingest.dem": {"source": inbox, "config": {"ingest": {"dem": "/etc/passwd"}}},
+        "ingest.polygon": {"source": inbox, "config": {"ingest": {"polygon": "/etc/hosts"}}},
+        "external.directory": {
+            "source": inbox,
+            "config": {"external": {"enabled": True, "directory": str(tmp_path)}},
+        },
     }
     for named, inputs in cases.items():
         answer = client.post("/processes/sbas/execution", json={"inputs": inputs}, headers=headers)

@@ -85,18 +85,34 @@ def _source(inputs: dict[str, Any], config: ServiceConfig) -> str:
     source = inputs.get("source")
     if not isinstance(source, str) or not source:
         raise InputError("input 'source' is missing: give a product folder, store, or URL")
-    if source.startswith(("s3://", "https://", "http://")):
-        return source
-    path = Path(source).resolve()
+    return _readable(source, "input 'source'", config)
+
+
+def _readable(location: str, what: str, config: ServiceConfig) -> str:
+    """`location` if a job may read it: a URL, or a path under the service's allowed roots."""
+    if location.startswith(("s3://", "https://", "http://")):
+        return location
+    path = Path(location).resolve()
     roots = config.allowed_roots()
     if not any(path == root or root in path.parents for root in roots):
         raise InputError(
-            f"input 'source' {source!r} is outside the folders this service reads from "
-            f"({', '.join(map(str, roots))}); put the products there or use s3:// or https://"
+            f"{what} {location!r} is outside the folders this service reads from "
+            f"({', '.join(map(str, roots))}); put the files there or use s3:// or https://"
         )
     if not path.exists():
-        raise InputError(f"input 'source' {source!r} does not exist on the service")
+        raise InputError(f"{what} {location!r} does not exist on the service")
     return str(path)
+
+
+def _check_config_paths(cfg: Any, config: ServiceConfig) -> None:
+    """Files named in a run configuration must be readable by jobs, like `source`."""
+    named = {"ingest.dem": cfg.ingest.dem, "external.directory": cfg.external.directory}
+    polygon = cfg.ingest.polygon
+    if polygon is not None and not polygon.lstrip().startswith("{"):  # a file, not GeoJSON text
+        named["ingest.polygon"] = polygon
+    for key, value in named.items():
+        if value is not None:
+            _readable(value, f"input 'config' {key}", config)
 
 
 def _run_config(inputs: dict[str, Any]) -> Any:
@@ -124,6 +140,7 @@ def _check_unknown(inputs: dict[str, Any], known: dict[str, Any]) -> None:
 def _check_sbas(inputs: dict[str, Any], config: ServiceConfig) -> dict[str, Any]:
     _check_unknown(inputs, SBAS.inputs)
     cfg = _run_config(inputs)
+    _check_config_paths(cfg, config)
     return {"source": _source(inputs, config), "config": cfg.model_dump(mode="json")}
 
 
