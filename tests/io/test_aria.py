@@ -12,6 +12,7 @@ from mtinsar.errors import InputError, MtinsarError
 from mtinsar.io.aria import (
     BPERP_FACTOR,
     PHASE_FACTOR,
+    inspect_gunw,
     interpolate_cube,
     is_aria,
     read_aria,
@@ -316,3 +317,28 @@ def test_bad_names_and_duplicates_are_refused(tiny, tmp_path):
     with pytest.raises(InputError, match="empty: no ARIA GUNW product .* in this folder"):
         read_aria(tmp_path / "empty")
     assert issubclass(InputError, MtinsarError)
+
+
+# --------------------------------------------------------------------------- lazy reads
+
+
+def test_pixels_are_read_lazily_per_chunk_and_frame(written, one_stack, tmp_path):
+    """unw/coh/conncomp are dask arrays of (pairs, chunk, chunk) blocks; a block opens only
+    the frames under it, so the northern rows compute after the southern frames are gone."""
+    folder = copy_files(gunw_files(written["two"]), tmp_path / "two")
+    stack = read_aria(folder, IngestConfig(chunk_size=16), dem=written["two"] / DEM_FILE)
+    n = stack.sizes["pair"]
+    for name in ("unw", "coh", "conncomp"):
+        assert stack[name].chunks == ((n,), (16, 16, 8), (16, 16, 16, 2))
+    tops = {f: inspect_gunw(f).grid.bounds[3] for f in gunw_files(folder)}
+    south = [f for f, top in tops.items() if top < max(tops.values()) - 1e-9]
+    assert len(south) == n
+    south_top = max(tops[f] for f in south)
+    for f in south:
+        f.write_bytes(f.read_bytes()[:1000])  # after the stack was opened
+    rows = slice(0, 16)
+    assert float(stack["y"][15]) > south_top  # the block lies north of every southern frame
+    window = stack["coh"][:, rows, 16:32].values
+    np.testing.assert_array_equal(window, one_stack["coh"][:, rows, 16:32].values)
+    with pytest.raises(InputError, match=r"S1-GUNW-.*\.nc: cannot be read"):
+        stack["coh"][:, 32:, :].load()

@@ -252,3 +252,25 @@ def test_stacks_without_overlap_cannot_be_aligned(written, tmp_path):
     )
     with pytest.raises(InputError, match="grids cannot be aligned: .*does not overlap"):
         read_isce([written["isce"], far])
+
+
+# --------------------------------------------------------------------------- lazy reads
+
+
+def test_pixels_are_read_lazily_per_chunk_and_stack(scene, isce_stack, tmp_path):
+    """unw/coh/conncomp are dask arrays of (pairs, chunk, chunk) blocks; a block opens only
+    the stacks under it, so the northern rows compute after the southern files are gone."""
+    north = write_isce(scene, tmp_path / "north", rows=(0, 24))
+    south = write_isce(scene, tmp_path / "south", rows=(16, SCENE.ny))
+    both = read_isce([north, south], IngestConfig(chunk_size=16))
+    n = both.sizes["pair"]
+    for name in ("unw", "coh", "conncomp"):
+        assert both[name].chunks == ((n,), (16, 16, 8), (16, 16, 16, 2))
+    for cor in (south / "merged" / "interferograms").glob("*/filt_fine.cor.geo"):
+        cor.unlink()  # after the stack was opened
+    np.testing.assert_array_equal(both["coh"][:, :16, 16:32].values,
+                                  isce_stack["coh"][:, :16, 16:32].values)  # fmt: skip
+    with pytest.raises(InputError, match=r"south/.*filt_fine.cor.geo.vrt: unreadable"):
+        both["coh"][:, 16:, :].load()
+    # unw blocks share the pair's 2 pi cycle alignment, read once from the frames' overlap.
+    np.testing.assert_array_equal(both["unw"][:, 32:, :].values, isce_stack["unw"][:, 32:].values)

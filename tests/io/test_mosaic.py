@@ -1,5 +1,8 @@
 """Common-grid logic: alignment, intersection/union, windowed placement, reprojection, stitching."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -177,3 +180,93 @@ def test_stack_dataset_coordinates_follow_the_grid():
     np.testing.assert_array_equal(ds["y"], y)
     assert str(ds["sec_date"].values[1])[:10] == "2020-01-25"
     assert ds.rio.crs == WGS84
+
+
+# --------------------------------------------------------------------------- lazy layers
+
+
+def source(grid: mosaic.Grid, data: np.ndarray, opened: list, reads: list) -> mosaic.Source:
+    """A frame whose openings and window reads are logged as (grid, window)."""
+
+    @contextmanager
+    def open_() -> Iterator[mosaic.WindowReader]:
+        opened.append(grid)
+        log: list = []
+        yield reader(data, log)
+        reads.extend((grid, win) for win in log)
+
+    return mosaic.Source(grid, open_)
+
+
+def frames_of_two_pairs(opened: list, reads: list) -> tuple[mosaic.Grid, list]:
+    """dst (40 x 30) and two pairs: a north and a south frame overlapping by 6 rows, the
+    south one off by 2 (pair 0) and -1 (pair 1) cycles; pair 1 also has a misaligned frame."""
+    dst = geo_grid(0, 0, 40, 30)
+    north, south = geo_grid(0, 0, 23, 30), geo_grid(0, 17, 23, 30)
+    pairs = []
+    for k, cycles in enumerate((2, -1)):
+        field = ramp(dst) * np.float32(0.01 * (k + 1))
+        south_data = field[17:40] + np.float32(cycles * 2 * np.pi)
+        frames = [source(north, field[:23], opened, reads),
+                  source(south, south_data, opened, reads)]  # fmt: skip
+        pairs.append(frames)
+    return dst, pairs
+
+
+def eager(pairs: list, dst: mosaic.Grid, inside: np.ndarray, factor: int) -> np.ndarray:
+    """The whole-grid path: warp every frame onto dst, stitch, mask, multilook."""
+    out = []
+    for frames in pairs:
+        pieces = []
+        for f in frames:
+            with f.open() as read:
+                pieces.append(mosaic.warp_onto(dst, f.grid, read, f.resampling))
+        values = mosaic.stitch(pieces, align_cycles=True)
+        values[~inside] = np.nan
+        out.append(gridlib.multilook(values, factor))
+    return np.stack(out)
+
+
+def test_lazy_layer_equals_the_whole_grid_stitch():
+    opened: list = []
+    dst, pairs = frames_of_two_pairs(opened, [])
+    inside = np.ones(dst.shape, dtype=bool)
+    inside[:3, :5] = False
+    lazy = mosaic.lazy_layer(pairs, dst, factor=2, chunk_size=7, align_cycles=True, inside=inside)
+    assert lazy.shape == (2, 20, 15) and lazy.chunks[1:] == ((7, 7, 6), (7, 7, 1))
+    assert not opened  # nothing is read until computed
+    expected = eager(pairs, dst, inside, 2)
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    # The cycle shifts are really applied: each pair is the continuous field again.
+    for k in range(2):
+        truth = ramp(dst) * np.float32(0.01 * (k + 1))
+        truth[~inside] = np.nan
+        np.testing.assert_allclose(expected[k], gridlib.multilook(truth, 2), atol=1e-5)
+
+
+def test_one_block_reads_only_its_window():
+    opened: list = []
+    reads: list = []
+    dst, pairs = frames_of_two_pairs(opened, reads)
+    lazy = mosaic.lazy_layer(pairs, dst, chunk_size=8)  # no cycle alignment: no overlap reads
+    block = lazy[:, :8, 8:16].compute()
+    # Only the northern frames lie under rows 0-7; each read is the block's 8 x 8 window.
+    assert {g.transform.f for g in opened} == {45.0}
+    assert [win for _, win in reads] == [gridlib.PixelWindow(0, 8, 8, 16)] * 2
+    np.testing.assert_array_equal(
+        block, eager(pairs, dst, np.ones(dst.shape, bool), 1)[:, :8, 8:16]
+    )
+
+
+def test_lazy_layer_resamples_misaligned_frames_block_by_block():
+    src = geo_grid(0, 0, 40, 40)
+    dst = mosaic.Grid(Affine(P, 0, 10.0 + 5.5 * P, 0, -P, 45.0 - 4.5 * P), (30, 30), WGS84)
+    opened: list = []
+    reads: list = []
+    lazy = mosaic.lazy_layer([[source(src, ramp(src), opened, reads)]], dst, chunk_size=10)
+    whole = mosaic.warp_onto(dst, src, reader(ramp(src)))
+    np.testing.assert_allclose(lazy.compute()[0], whole, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(whole[:-1, :-1], ramp(dst)[:-1, :-1], atol=1e-3)
+    # Each of the 9 blocks read only its own footprint: 10 px, 1 px it straddles and the
+    # 2 px resampling margin each side (15 px), not the 40 x 40 source.
+    assert len(reads) == 9 and all(w.height <= 15 and w.width <= 15 for _, w in reads)

@@ -36,10 +36,16 @@ Several frames of one pair (along a track) are stitched onto one grid, northern 
 each later frame shifted by the whole 2 pi cycles that match it to the frames before it in
 their overlap (`mtinsar.io.mosaic.stitch`). Products of different extents are put on the
 intersection of all pairs, or on the user's bbox/polygon (`mtinsar.io.select`).
+
+Pixels are read lazily (`mtinsar.io.mosaic.lazy_layer`): unw/coh/conncomp are dask arrays
+whose (all pairs, chunk_size, chunk_size) blocks each open only the frames under them and
+read only their window, resampled where grids differ. Headers, bperp and the geometry are
+read when the stack is opened, so a bad file fails then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -47,9 +53,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import h5netcdf
 import h5py
 import numpy as np
@@ -114,8 +122,9 @@ _CUBE_BLOCK_PX = 1 << 20
 #: Bytes per ranged request when a GUNW file is read from object storage / HTTP. HDF5
 #: metadata is scattered in small pieces and a compressed chunk is tens of kB: on simulated
 #: GUNW files (128 x 128 chunks) a 5 % bbox moves 26 % of the bytes with 16 KiB blocks,
-#: 35 % with 32 KiB, 62 % with 64 KiB and 180 % with 256 KiB (each file is opened three
-#: times: inspection, pixels, geometry cubes, and re-reads its metadata blocks each time).
+#: 35 % with 32 KiB, 62 % with 64 KiB and 180 % with 256 KiB (each file is opened at
+#: inspection, for bperp, for the geometry cubes and once per computed pixel block it
+#: reaches, and re-reads its metadata blocks each time).
 REMOTE_BLOCK_BYTES = 32 * 1024
 
 
@@ -160,7 +169,10 @@ def read_aria(
     dem: optional DEM raster for `height` and for reading the geometry cubes at ground
     height (default `config.dem`; else 0 m, see the module doc). align_cycles: shift each
     frame of a pair by whole 2 pi cycles to match its neighbour before stitching. Returns a
-    validated, numpy-backed IfgStack; raises InputError naming the file and the fix.
+    validated IfgStack whose unw/coh/conncomp are dask arrays of (all pairs,
+    config.chunk_size, config.chunk_size) blocks, each reading only its window of the files
+    under it when computed (headers, bperp and geometry are read now); raises InputError
+    naming the file and the fix.
     """
     config = config if config is not None else IngestConfig()
     dem = dem if dem is not None else config.dem
@@ -183,9 +195,11 @@ def read_aria(
     mosaic.require_overlap(dst, footprints, names)
 
     height = _dem_on_grid(remote.as_path(dem), dst) if dem is not None else None
-    pair_data = _read_pairs([groups[lb] for lb in labels], dst, height, align_cycles, progress)
+    pair_groups = [groups[lb] for lb in labels]
+    pair_vars = _lazy_pairs(pair_groups, dst, area.inside, config, align_cycles)
+    pair_vars["bperp"] = _pair_bperp(pair_groups, dst, height, progress)
     geometry = _geometry(products, dst, height)
-    ds = _assemble(labels, pair_data, geometry, dst, area.inside, config.multilook)
+    ds = _assemble(labels, pair_vars, geometry, dst, config.multilook)
     ds.attrs.update(
         wavelength=float(wavelength),
         platform="Sentinel-1",
@@ -453,44 +467,77 @@ def _layer_reader(var: Any, default_fill: float) -> mosaic.WindowReader:
     return read
 
 
-def _read_pairs(
+def _open_layer(
+    path: Path | remote.RemotePath, name: str, fill: float, factor: float
+) -> contextlib.AbstractContextManager[mosaic.WindowReader]:
+    """Opener of one data layer of a GUNW file, its values times `factor` (sign)."""
+
+    @contextmanager
+    def opened() -> Iterator[mosaic.WindowReader]:
+        # Window slices go through h5py (h5netcdf's own layer): h5netcdf adds ~3 ms of
+        # dimension bookkeeping per access, more than reading a small window.
+        with _open(path, h5py.File) as f:
+            read = _layer_reader(f[f"{DATA}/{name}"], fill)
+            if factor == 1.0:
+                yield read
+            else:
+                yield lambda win: read(win) * np.float32(factor)
+
+    return opened()
+
+
+def _sources(groups: list[list[GunwFile]], name: str) -> list[list[mosaic.Source]]:
+    """The frames of every pair as lazy sources of data layer `name`."""
+    fill, resampling = LAYERS[name]
+    factor = PHASE_FACTOR if name == "unwrappedPhase" else 1.0
+    return [
+        [
+            mosaic.Source(f.grid, partial(_open_layer, f.path, name, fill, factor), resampling)
+            for f in frames
+        ]
+        for frames in groups
+    ]
+
+
+def _lazy_pairs(
     groups: list[list[GunwFile]],
     dst: mosaic.Grid,
-    height: np.ndarray | None,
+    inside: np.ndarray | None,
+    config: IngestConfig,
     align_cycles: bool,
-    progress: bool,
-) -> dict[str, np.ndarray]:
-    """unw, coh, conncomp (pair, y, x) float32 on `dst` and bperp (pair,), full resolution."""
-    n = len(groups)
-    out = {name: np.full((n, *dst.shape), np.nan, dtype=np.float32) for name in LAYERS}
-    bperp = np.full(n, np.nan, dtype=np.float32)
+) -> dict[str, Any]:
+    """Lazy unw [rad], coh [0-1] and (when every file has it) conncomp (pair, y, x) on the
+    multilooked `dst`: dask arrays of (all pairs, chunk_size, chunk_size) blocks, each block
+    reading only its own window of the files that cover it when computed."""
+    common = {"factor": config.multilook, "chunk_size": config.chunk_size, "inside": inside}
+    out: dict[str, Any] = {
+        "unw": mosaic.lazy_layer(
+            _sources(groups, "unwrappedPhase"), dst, align_cycles=align_cycles, **common
+        ),
+        "coh": mosaic.lazy_layer(_sources(groups, "coherence"), dst, **common),
+    }
+    if all(f.has_conncomp for frames in groups for f in frames):
+        cc = mosaic.lazy_layer(
+            _sources(groups, "connectedComponents"), dst, labels=True, **{**common, "inside": None}
+        )
+        out["conncomp"] = da.where(da.isnan(cc), -1, cc).astype(np.int16)
+    return out
+
+
+def _pair_bperp(
+    groups: list[list[GunwFile]], dst: mosaic.Grid, height: np.ndarray | None, progress: bool
+) -> np.ndarray:
+    """bperp [m, IfgStack sign] (pair,) float32: mean of the cube over the frames' pixels."""
+    bperp = np.full(len(groups), np.nan, dtype=np.float32)
     for k, frames in enumerate(_progress(groups, progress)):
-        pieces: dict[str, list[np.ndarray]] = {name: [] for name in LAYERS}
-        samples: list[np.ndarray] = []
+        samples = []
         for frame in frames:
-            # Window slices go through h5py (h5netcdf's own layer): h5netcdf adds ~3 ms of
-            # dimension bookkeeping per access, more than reading a small window.
             with _open(frame.path, h5py.File) as f:
-                for name, (fill, resampling) in LAYERS.items():
-                    if f"{DATA}/{name}" in f:
-                        read = _layer_reader(f[f"{DATA}/{name}"], fill)
-                        pieces[name].append(mosaic.warp_onto(dst, frame.grid, read, resampling))
-                pieces["unwrappedPhase"][-1] *= np.float32(PHASE_FACTOR)
                 samples.append(_bperp_samples(f, frame, dst, height))
-        out["unwrappedPhase"][k] = mosaic.stitch(pieces["unwrappedPhase"], align_cycles)
-        out["coherence"][k] = mosaic.stitch(pieces["coherence"])
-        if pieces["connectedComponents"]:
-            out["connectedComponents"][k] = mosaic.stitch(pieces["connectedComponents"])
         values = np.concatenate(samples)
         if np.isfinite(values).any():
             bperp[k] = BPERP_FACTOR * np.nanmean(values)
-    has_cc = all(f.has_conncomp for frames in groups for f in frames)
-    return {
-        "unw": out["unwrappedPhase"],
-        "coh": out["coherence"],
-        **({"conncomp": out["connectedComponents"]} if has_cc else {}),
-        "bperp": bperp,
-    }
+    return bperp
 
 
 def _progress(items: list[list[GunwFile]], enabled: bool) -> Iterable[list[GunwFile]]:
@@ -670,25 +717,13 @@ def _dem_on_grid(path: Path | remote.RemotePath, dst: mosaic.Grid) -> np.ndarray
 
 def _assemble(
     labels: list[str],
-    pair_data: dict[str, np.ndarray],
+    pair_vars: dict[str, Any],
     geometry: dict[str, np.ndarray],
     dst: mosaic.Grid,
-    inside: np.ndarray | None,
     factor: int,
 ) -> xr.Dataset:
-    """Polygon mask, multilook and LOS vector; the IfgStack Dataset."""
-    unw, coh = pair_data["unw"], pair_data["coh"]
-    if inside is not None:
-        unw[:, ~inside] = np.nan
-        coh[:, ~inside] = np.nan
-    pair_vars = {
-        "unw": gridlib.multilook(unw, factor),
-        "coh": gridlib.multilook(coh, factor),
-        "bperp": pair_data["bperp"],
-    }
-    if "conncomp" in pair_data:
-        cc = mosaic.multilook_nearest(pair_data["conncomp"], factor)
-        pair_vars["conncomp"] = np.where(np.isnan(cc), -1, cc).astype(np.int16)
+    """LOS vector and multilooked geometry; the IfgStack Dataset (pair_vars already lazy,
+    masked and multilooked)."""
     grid_vars = mosaic.stack_geometry(
         geometry["incidence"], geometry["azimuth"], geometry["height"], factor
     )

@@ -33,10 +33,14 @@ date of every folder name); Bperp of a date is the mean over swaths (MintPy
 
 Several stacks (e.g. adjacent frames along a track) can be read together: each pair is
 stitched from the stacks holding it and put on one common grid (`mtinsar.io.mosaic`).
+unw/coh/conncomp are read lazily (`mosaic.lazy_layer`): each (all pairs, chunk_size,
+chunk_size) block reads only its window of the files under it when computed; every file's
+header is checked, and the geometry read, when the stack is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -44,9 +48,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import rasterio
 import rasterio.errors
@@ -112,7 +118,10 @@ def read_isce(
     """Read one or several ISCE2 topsStack folders of geocoded products into one IfgStack.
 
     config: selection (pairs, dates, bbox/polygon), multilook and wavelength override.
-    Returns a validated, numpy-backed IfgStack; raises InputError naming the file and fix.
+    Returns a validated IfgStack whose unw/coh/conncomp are dask arrays of (all pairs,
+    config.chunk_size, config.chunk_size) blocks, each reading only its window of the files
+    under it when computed (headers are checked and geometry is read now); raises InputError
+    naming the file and fix.
     """
     config = config if config is not None else IngestConfig()
     items = [path_or_paths] if isinstance(path_or_paths, str | Path) else list(path_or_paths)
@@ -135,10 +144,11 @@ def read_isce(
     dst = base.crop(area.window)
     mosaic.require_overlap(dst, footprints, names)
 
-    pair_vars = _read_pairs(labels, [[s for s, _ in frames[lb]] for lb in labels], dst, progress)
+    pair_stacks = [[s for s, _ in frames[lb]] for lb in labels]
+    pair_vars = _lazy_pairs(labels, pair_stacks, dst, area.inside, config, progress)
     pair_vars["bperp"] = _pair_bperp(stacks, labels)
     geometry = _read_geometry(stacks, dst)
-    ds = _assemble(labels, pair_vars, geometry, dst, area.inside, config.multilook)
+    ds = _assemble(labels, pair_vars, geometry, dst, config.multilook)
     wavelength = config.wavelength or stacks[0].wavelength
     ds.attrs.update(
         wavelength=float(wavelength or 0.0),  # set: inspect_stack refuses a stack without it
@@ -484,43 +494,83 @@ def _read_layer(
                                 resampling)  # fmt: skip
 
 
-def _read_pairs(
-    labels: list[str], stacks: list[list[IsceStack]], dst: mosaic.Grid, progress: bool
-) -> dict[str, np.ndarray]:
-    """unw, coh (and conncomp when every pair has it) (pair, y, x) on `dst`.
+def _open_layer(
+    file: Path, bands: Sequence[int] | None, decode: Any, fix: str
+) -> contextlib.AbstractContextManager[mosaic.WindowReader]:
+    """Opener of one layer of `file` (bands None: the last band) as a window reader."""
+
+    @contextmanager
+    def opened() -> Iterator[mosaic.WindowReader]:
+        with _open_raster(file, fix) as src:
+            yield _band_reader(src, bands if bands is not None else [src.count], decode)
+
+    return opened()
+
+
+def _layer_source(
+    file: Path,
+    bands: Sequence[int] | None,
+    decode: Any,
+    resampling: Resampling,
+    fix: str,
+    n_bands: int | None = None,
+) -> mosaic.Source:
+    """A lazy source of one layer of `file`; its header (size, bands, grid) is checked now."""
+    with _open_raster(file, fix) as src:
+        if n_bands is not None and src.count != n_bands:
+            raise InputError(
+                f"{file}: {src.count} band(s), expected {n_bands}; not an ISCE2 topsStack "
+                f"product as expected: {fix}"
+            )
+        grid = _grid_of(src, file)
+    return mosaic.Source(grid, partial(_open_layer, file, bands, decode, fix), resampling)
+
+
+def _lazy_pairs(
+    labels: list[str],
+    stacks: list[list[IsceStack]],
+    dst: mosaic.Grid,
+    inside: np.ndarray | None,
+    config: IngestConfig,
+    progress: bool,
+) -> dict[str, Any]:
+    """Lazy unw [rad], coh [0-1] (and conncomp when every pair has it) (pair, y, x) on the
+    multilooked `dst`: dask arrays of (all pairs, chunk_size, chunk_size) blocks, each
+    reading only its window of the files under it when computed. Every file's header is
+    checked now, so a missing or broken file fails before any pixel is read.
 
     stacks[k]: the stacks holding pair labels[k]; their frames are stitched in that order.
     """
-    n = len(labels)
-    unw = np.full((n, *dst.shape), np.nan, dtype=np.float32)
-    coh = np.full_like(unw, np.nan)
-    cc = np.full_like(unw, np.nan)
+    sources: dict[str, list[list[mosaic.Source]]] = {"unw": [], "coh": [], "cc": []}
     has_cc = True
     for k, label in enumerate(_progress(labels, progress)):
-        pieces: dict[str, list[np.ndarray]] = {"unw": [], "coh": [], "cc": []}
+        frames: dict[str, list[mosaic.Source]] = {"unw": [], "coh": [], "cc": []}
         for stack in stacks[k]:
             folder = stack.pairs[label]
             fix = f"copy the pair folder {folder} again, {_EXCLUDE}"
-            pieces["unw"].append(_read_layer(folder / UNW, dst, [1, 2], _decode_unw,
-                                              Resampling.bilinear, fix, n_bands=2))  # fmt: skip
+            frames["unw"].append(_layer_source(folder / UNW, [1, 2], _decode_unw,
+                                               Resampling.bilinear, fix, n_bands=2))  # fmt: skip
             cor = _find(folder, COR)
             if cor is None:
                 raise InputError(f"{folder}: no coherence file ({' or '.join(COR)}); {fix}")
-            pieces["coh"].append(
-                _read_layer(cor, dst, None, _decode_positive, Resampling.bilinear, fix)
+            frames["coh"].append(
+                _layer_source(cor, None, _decode_positive, Resampling.bilinear, fix)
             )
             if _find(folder, [CONNCOMP]) is not None:
-                pieces["cc"].append(_read_layer(folder / CONNCOMP, dst, [1], _decode_finite,
-                                                Resampling.nearest, fix))  # fmt: skip
+                frames["cc"].append(_layer_source(folder / CONNCOMP, [1], _decode_finite,
+                                                  Resampling.nearest, fix))  # fmt: skip
             else:
                 has_cc = False
-        unw[k] = mosaic.stitch(pieces["unw"], align_cycles=True)
-        coh[k] = mosaic.stitch(pieces["coh"])
-        if pieces["cc"]:
-            cc[k] = mosaic.stitch(pieces["cc"])
-    out = {"unw": unw, "coh": coh}
+        for name, items in frames.items():
+            sources[name].append(items)
+    common = {"factor": config.multilook, "chunk_size": config.chunk_size}
+    out: dict[str, Any] = {
+        "unw": mosaic.lazy_layer(sources["unw"], dst, align_cycles=True, inside=inside, **common),
+        "coh": mosaic.lazy_layer(sources["coh"], dst, inside=inside, **common),
+    }
     if has_cc:
-        out["conncomp"] = cc
+        cc = mosaic.lazy_layer(sources["cc"], dst, labels=True, **common)
+        out["conncomp"] = da.where(da.isnan(cc), -1, cc).astype(np.int16)
     return out
 
 
@@ -564,31 +614,20 @@ def _read_geometry(stacks: list[IsceStack], dst: mosaic.Grid) -> dict[str, np.nd
 
 def _assemble(
     labels: list[str],
-    pair_vars: dict[str, np.ndarray],
+    pair_vars: dict[str, Any],
     geometry: dict[str, np.ndarray],
     dst: mosaic.Grid,
-    inside: np.ndarray | None,
     factor: int,
 ) -> xr.Dataset:
-    unw, coh = pair_vars["unw"], pair_vars["coh"]
-    if inside is not None:
-        unw[:, ~inside] = np.nan
-        coh[:, ~inside] = np.nan
-    out = {
-        "unw": gridlib.multilook(unw, factor),
-        "coh": gridlib.multilook(coh, factor),
-        "bperp": pair_vars["bperp"],
-    }
-    if "conncomp" in pair_vars:
-        cc = mosaic.multilook_nearest(pair_vars["conncomp"], factor)
-        out["conncomp"] = np.where(np.isnan(cc), -1, cc).astype(np.int16)
+    """LOS vector, water mask and multilooked geometry; the IfgStack Dataset (pair_vars
+    already lazy, masked and multilooked)."""
     grid_vars = mosaic.stack_geometry(
         geometry["incidence"], geometry["azimuth"], geometry["height"], factor
     )
     if "land" in geometry:
         land = mosaic.multilook_nearest(geometry["land"], factor)
         grid_vars["water"] = land == 0
-    ds = mosaic.stack_dataset(dst.coarsen(factor), labels, out, grid_vars, {})
+    ds = mosaic.stack_dataset(dst.coarsen(factor), labels, pair_vars, grid_vars, {})
     if "conncomp" in ds:
         ds["conncomp"].attrs.update(nodata=-1, long_name="connected component (0 = unreliable)")
     return ds

@@ -1,4 +1,5 @@
-"""One common grid for products with different extents, grids or frames (no file I/O here).
+"""One common grid for products with different extents, grids or frames (no file I/O here:
+readers pass in callables that read).
 
 Readers describe each product's raster by a `Grid` (north-up affine transform, shape, CRS) and
 hand this module a callable that reads a pixel window of it. This module decides the common
@@ -16,19 +17,25 @@ grid and puts every product onto it:
   `align_cycles` each frame is shifted by the multiple of 2 pi that best matches the frames
   before it in their overlap (median difference, rounded), as ARIA-tools' frame stitching does
   (Sangha et al., ARIA-tools `stitchMethod`, "overlap" correction of integer 2 pi offsets).
+* `lazy_layer`: the same placement and stitching as a dask array whose blocks each open and
+  read only the source windows under them when computed (the cycle shifts are found once
+  per pair from the frames' overlap, so blocks agree with a whole-grid `stitch`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401 - registers the .rio accessor used by stack_dataset
 import xarray as xr
 from affine import Affine
+from dask import delayed
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 
@@ -403,4 +410,147 @@ def stack_geometry(
         out = {name: (v / norm).astype(np.float32) for name, v in out.items()}
     out["incidence"] = gridlib.multilook(np.asarray(incidence, dtype=np.float32), factor)
     out["height"] = gridlib.multilook(np.asarray(height, dtype=np.float32), factor)
+    return out
+
+
+# --------------------------------------------------------------------------- lazy layers
+
+#: Opens one source raster for reading; used as ``with open_() as read: read(window)``. Called
+#: once per computed block, so a block opens only the files that cover it.
+ReaderOpener = Callable[[], AbstractContextManager[WindowReader]]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One frame of one layer: its grid, how to open it, and how to resample it."""
+
+    grid: Grid
+    open: ReaderOpener
+    resampling: Resampling = Resampling.bilinear
+
+
+def lazy_layer(
+    pairs: Sequence[Sequence[Source]],
+    dst: Grid,
+    *,
+    factor: int = 1,
+    chunk_size: int = 256,
+    align_cycles: bool = False,
+    inside: np.ndarray | None = None,
+    labels: bool = False,
+) -> da.Array:
+    """(pair, y, x) float32 dask array of the stitched layer on `dst`, multilooked by `factor`.
+
+    pairs[k]: the frames of pair k in stitching order. Each (all pairs, chunk_size,
+    chunk_size) block of the output opens and reads, when computed, only the source windows
+    under it (`warp_onto` on the block's sub-grid), then stitches, masks pixels outside
+    `inside` (full-resolution (y, x) bool on `dst`) and multilooks (block mean; the block
+    centre pixel with `labels`, for connected components). With `align_cycles`, the whole
+    2 pi cycles of each frame are found once per pair from the frames' overlap only
+    (`cycle_offsets`, a shared task), so every block applies the same shift as `stitch` on
+    the whole grid would.
+    """
+    ny, nx = gridlib.multilook_shape(dst.shape, factor)
+    offsets: list[Any] = [None] * len(pairs)
+    if align_cycles:
+        offsets = [
+            delayed(cycle_offsets, pure=False)(frames, dst) if len(frames) > 1 else None
+            for frames in pairs
+        ]
+    # One graph node holds the sources; every block task refers to it by key.
+    shared = delayed((tuple(tuple(f) for f in pairs), dst), pure=False, traverse=False)
+    rows = []
+    for y0 in range(0, ny, chunk_size):
+        y1 = min(y0 + chunk_size, ny)
+        row = []
+        for x0 in range(0, nx, chunk_size):
+            x1 = min(x0 + chunk_size, nx)
+            win = gridlib.PixelWindow(y0 * factor, y1 * factor, x0 * factor, x1 * factor)
+            mask = None if inside is None else inside[win.slices()]
+            task = delayed(_layer_block, pure=False)(shared, win, offsets, mask, factor, labels)
+            row.append(da.from_delayed(task, (len(pairs), y1 - y0, x1 - x0), dtype=np.float32))
+        rows.append(row)
+    return da.block([rows]) if rows else da.empty((len(pairs), 0, 0), dtype=np.float32)
+
+
+def _covered(src: Grid, dst: Grid) -> gridlib.PixelWindow | None:
+    """Pixels of `dst` that `src` may put a value on: those overlapping its footprint (the
+    warper gives a pixel a value only when its centre falls inside the source)."""
+    return gridlib.bbox_window(dst.transform, dst.shape, _in_crs(src, dst.crs))
+
+
+def _place(frames: Sequence[Source], dst: Grid) -> list[np.ndarray | None]:
+    """Each frame warped onto `dst`; None (not opened) for a frame that does not reach it."""
+    pieces: list[np.ndarray | None] = []
+    for frame in frames:
+        if _covered(frame.grid, dst) is None:
+            pieces.append(None)
+            continue
+        with frame.open() as read:
+            pieces.append(warp_onto(dst, frame.grid, read, frame.resampling))
+    return pieces
+
+
+def _merge(
+    pieces: Sequence[np.ndarray | None], shape: tuple[int, int], shifts: Sequence[int] | None
+) -> np.ndarray:
+    """`stitch` with known cycle shifts: first valid value wins, frame j minus shifts[j] 2 pi."""
+    out = np.full(shape, np.nan, dtype=np.float32)
+    for j, piece in enumerate(pieces):
+        if piece is None:
+            continue
+        if shifts is not None and shifts[j]:
+            piece = (piece.astype(np.float64) - shifts[j] * 2 * np.pi).astype(np.float32)
+        fill = np.isnan(out) & np.isfinite(piece)
+        out[fill] = piece[fill]
+    return out
+
+
+def cycle_offsets(frames: Sequence[Source], dst: Grid) -> list[int]:
+    """Whole 2 pi cycles to subtract from each frame of one pair, as `stitch(align_cycles=True)`
+    finds them on all of `dst`, reading only where each frame meets the frames before it."""
+    shifts = [0]
+    covers = [_covered(f.grid, dst) for f in frames]
+    for j in range(1, len(frames)):
+        before = [c for c in covers[:j] if c is not None]
+        own = covers[j]
+        if own is None or not before:
+            shifts.append(0)
+            continue
+        r0, r1 = (
+            max(own.row0, min(c.row0 for c in before)),
+            min(own.row1, max(c.row1 for c in before)),
+        )
+        c0, c1 = (
+            max(own.col0, min(c.col0 for c in before)),
+            min(own.col1, max(c.col1 for c in before)),
+        )
+        if r1 <= r0 or c1 <= c0:
+            shifts.append(0)
+            continue
+        sub = dst.crop(gridlib.PixelWindow(r0, r1, c0, c1))
+        pieces = _place(frames[: j + 1], sub)
+        base = _merge(pieces[:j], sub.shape, shifts)
+        piece = pieces[j]
+        shifts.append(0 if piece is None else cycle_offset(base, piece))
+    return shifts
+
+
+def _layer_block(
+    shared: tuple[Sequence[Sequence[Source]], Grid],
+    win: gridlib.PixelWindow,
+    offsets: Sequence[list[int] | None],
+    inside: np.ndarray | None,
+    factor: int,
+    labels: bool,
+) -> np.ndarray:
+    """One block (every pair) of `lazy_layer` at output resolution."""
+    pairs, dst = shared
+    sub = dst.crop(win)
+    out = np.empty((len(pairs), win.height // factor, win.width // factor), dtype=np.float32)
+    for k, frames in enumerate(pairs):
+        values = _merge(_place(frames, sub), sub.shape, offsets[k])
+        if inside is not None:
+            values[~inside] = np.nan
+        out[k] = multilook_nearest(values, factor) if labels else gridlib.multilook(values, factor)
     return out
