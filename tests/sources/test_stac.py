@@ -9,6 +9,8 @@ another track far away. The expected hrefs are computed from the scene's pair da
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -272,3 +274,15 @@ def test_bad_inputs_name_the_catalog(tmp_path, monkeypatch):
     url = f"http://127.0.0.1:{closed_port()}/stac"
     with pytest.raises(InputError, match=rf"{url}: unreachable after 2 attempts"):
         stac.search(url, (0, 0, 1, 1), "2020-01-01", "2020-02-01")
+
+
+def test_search_command_prints_the_hrefs(catalog, frame):
+    start, end = _window(frame)
+    west, south, east, north = _frame_bbox(frame)
+    cmd = [sys.executable, "-m", "mtinsar", "search", catalog, "--bbox", str(west), str(south)]
+    cmd += [str(east), str(north), "--start", start, "--end", end, "--track", str(TRACK)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == _expected(frame, start, end)
+    bad = subprocess.run([*cmd[:4], "/nowhere/catalog.json", *cmd[5:]], capture_output=True)
+    assert bad.returncode == 2 and b"/nowhere/catalog.json" in bad.stderr
