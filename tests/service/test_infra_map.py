@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -140,19 +137,10 @@ def test_segments_route_refuses_what_is_not_an_infra_job(deployment):
 def server(deployment) -> Iterator[str]:
     """Base URL of the whole service app (same data and database) served by uvicorn."""
     app = create_app(deployment.config)
-    port = devdb.free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        with devdb.serve_in_thread(app) as url:
+            yield url
     finally:
-        srv.should_exit = True
-        thread.join(10)
         app.state.engine.dispose()
 
 

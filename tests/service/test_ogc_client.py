@@ -10,7 +10,6 @@ import owslib.ogcapi
 import pytest
 import rasterio
 import requests
-import uvicorn
 from owslib.ogcapi.processes import Processes
 from rasterio.io import MemoryFile
 
@@ -30,26 +29,15 @@ def live(database_url, tmp_path, monkeypatch):
     app = create_app(config)
     with app.state.sessions.begin() as s:
         _, key = auth.create_user(s, "ann", "scientist")
-    port = devdb.free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     stop = threading.Event()
-    threads = [
-        threading.Thread(target=server.run, daemon=True),
-        threading.Thread(target=work, args=(config, "test-worker", stop), daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
+    worker = threading.Thread(target=work, args=(config, "test-worker", stop), daemon=True)
+    worker.start()
     try:
-        yield config, f"http://127.0.0.1:{port}", key
+        with devdb.serve_in_thread(app) as url:
+            yield config, url, key
     finally:
         stop.set()
-        server.should_exit = True
-        for thread in threads:
-            thread.join(timeout=60)
+        worker.join(timeout=60)
         app.state.engine.dispose()
 
 

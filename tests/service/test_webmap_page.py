@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import io
 import re
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 from PIL import Image
 from playwright.sync_api import expect
@@ -53,19 +50,8 @@ def server(result) -> Iterator[str]:
     app = FastAPI()
     app.include_router(make_router(result_dir))
     mount_webmap(app)
-    port = devdb.free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(10)
+    with devdb.serve_in_thread(app) as url:
+        yield url
 
 
 def test_open_map_click_bowl_shows_subsidence(page, server, result):

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server on loopback, for trying the service, tests and benchmarks.
+"""Throwaway servers on loopback (PostgreSQL, the app) for trials, tests and benchmarks.
 
 Uses the server binaries of the machine (Debian's postgresql package: `make test` installs
 it). Production deployments point `--db` at a managed PostgreSQL instead.
@@ -13,9 +13,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, text
 
@@ -81,3 +84,24 @@ def create_database(server: str) -> str:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return f"{server}/{name}"
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, timeout: float = 20.0) -> Iterator[str]:
+    """Serve the ASGI `app` with uvicorn in a thread on a free loopback port; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
