@@ -7,10 +7,11 @@ function the worker calls to run it in the job's folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,21 +226,18 @@ class _StageHandler(logging.Handler):
                 self.progress(percent)
 
 
-class _stage_progress:
+@contextlib.contextmanager
+def _stage_progress(progress: Progress) -> Iterator[None]:
     """Report the pipeline's stages as progress while the block runs."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.handler = _StageHandler(progress)
-        self.logger = logging.getLogger("mtinsar.pipeline")
-
-    def __enter__(self) -> None:
-        self.level = self.logger.level
-        self.logger.setLevel(logging.INFO)
-        self.logger.addHandler(self.handler)
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.level)
+    handler, logger = _StageHandler(progress), logging.getLogger("mtinsar.pipeline")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 _CONFIG_SCHEMA = {"type": "object", "description": "Config sections as in `mtinsar config`"}
