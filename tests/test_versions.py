@@ -129,3 +129,67 @@ def test_watch_is_idempotent_and_restartable(frames, tmp_path):
     again = mtinsar("watch", results, inbox, "--once", "-q")  # a restart sees nothing new
     assert again.returncode == 0 and "nothing to add" in again.stdout
     assert versions.current(results) == 1 and versions.versions(results) == [0, 1]
+
+
+def _frame_without(full, target, dates):
+    """A copy of the frame `full` without the pairs touching `dates` (YYYYMMDD)."""
+    shutil.copytree(full, target)
+    for pair in (target / "interferograms").iterdir():
+        if set(pair.name.split("_")) & dates:
+            shutil.rmtree(pair)
+    return target
+
+
+def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, tmp_path):
+    """Each update's store holds only its new date, the history's low-rank correction and
+    the changed layers; opened, it equals the result the update computed in memory, and
+    the version below it still reads as it was."""
+    from mtinsar import nrt, workflow
+    from mtinsar.config import RunConfig
+
+    full, old, scene = frames
+    cfg = RunConfig()
+    results = tmp_path / "results"
+    workflow.run_to_folder(old, results, cfg)
+    last = str(scene.dates[-1]).replace("-", "")
+    middle = _frame_without(full, tmp_path / "middle", {last})
+    base = versions.open_version(results).load()
+    expected, _ = nrt.update(
+        base, workflow.read_source(middle, cfg, after=base["time"].values[-1]).load(), cfg, cfg.nrt
+    )
+    workflow.update_folder(results, middle, cfg)
+    layer = xr.open_zarr(versions.store_path(results, 1))
+    assert "displacement" not in layer and layer.sizes["added_time"] == 1
+    assert "mask" not in layer and "velocity" in layer  # unchanged layers are inherited
+    assert layer.attrs[versions.BASE_ATTR] == "../../../timeseries.zarr"
+    v1 = versions.open_version(results, 1).load()
+    moved = np.nanmax(np.abs(v1["displacement"].values[:-1] - base["displacement"].values))
+    assert moved > 1e-5  # the exact step corrected the history ...
+    error = np.nanmax(np.abs(v1["displacement"].values - expected["displacement"].values))
+    assert error < 1e-7, error  # ... and the layer reproduces it to float32 rounding
+    for name in ("velocity", "velocity_std", "mask", "nrt_rhs", "nrt_network"):
+        np.testing.assert_array_equal(v1[name].values, expected[name].values)
+
+    workflow.update_folder(results, full, cfg)
+    assert versions.layers_below(versions.store_path(results, 2)) == 2
+    v2 = versions.open_version(results).load()
+    assert v2.sizes["time"] == 20 and versions.open_version(results, 1).sizes["time"] == 19
+    np.testing.assert_array_equal(
+        versions.open_version(results, 1)["displacement"], v1["displacement"]
+    )
+    whole = tmp_path / "whole"  # the same two updates written whole
+    workflow.run_to_folder(old, whole, cfg)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(versions, "MAX_LAYERS", 1)
+    workflow.update_folder(whole, middle, cfg)
+    workflow.update_folder(whole, full, cfg)
+    monkey.undo()
+    assert "displacement" in xr.open_zarr(versions.store_path(whole, 2))
+    error = np.nanmax(
+        np.abs(v2["displacement"].values - versions.open_version(whole)["displacement"].values)
+    )
+    assert error < 1e-7, error
+
+    shutil.rmtree(versions.store_path(results, 1))
+    with pytest.raises(InputError, match="base store .*v1.* is missing"):
+        versions.open_version(results)

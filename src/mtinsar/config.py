@@ -69,6 +69,11 @@ class IngestConfig(_Section):
     max_temporal_baseline_days: int | None = Field(
         None, ge=1, description="Keep only pairs spanning at most this many days. Unset: all."
     )
+    ending_after: date | None = Field(
+        None,
+        description="Keep only pairs whose later date is after this day (what `mtinsar update` "
+        "reads: the acquisitions newer than the result). Unset: all.",
+    )
     include_pairs: list[str] = Field(
         default_factory=list,
         description='Keep only these pairs, as "YYYYMMDD_YYYYMMDD" names (empty: all).',

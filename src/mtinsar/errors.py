@@ -13,6 +13,10 @@ class InputError(MtinsarError):
     """An input product, folder or store is missing, unreadable or inconsistent."""
 
 
+class NothingSelected(InputError):
+    """The pair selection (dates, lists) leaves no pair of the products."""
+
+
 class ConfigError(MtinsarError):
     """A configuration file or option is invalid."""
 

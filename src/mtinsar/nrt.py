@@ -72,7 +72,6 @@ import logging
 import time
 import urllib.error
 import urllib.request
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +101,8 @@ log = logging.getLogger(__name__)
 
 #: Relative eigenvalue below which a pixel's normal matrix counts as singular.
 _RCOND = 1e-10
+#: Pixels per block of the model-state sums (float64 temporaries of n x 65536 values).
+_BLOCK_PX = 65536
 #: Names of the stored recursive-least-squares state.
 STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
 BASE_VELOCITY = ("nrt_velocity_base", "nrt_velocity_base_std")
@@ -114,12 +115,16 @@ class NewDate:
     displacement: (y, x) [m], NaN where no valid pair. n_pairs: (y, x) valid pairs used.
     cycles_corrected: (y, x) number of pairs shifted by a multiple of 2π.
     corrected_phase: (k, y, x) [rad] each pair's estimate of the new phase, cycles removed.
+    history_gain (n, m), history_delta (m, y, x) [m]: the exact step's correction of the
+    history is their product (m = 0 when the history is frozen).
     """
 
     displacement: np.ndarray
     n_pairs: np.ndarray
     cycles_corrected: np.ndarray
     corrected_phase: np.ndarray
+    history_gain: np.ndarray | None = None
+    history_delta: np.ndarray | None = None
 
 
 @dataclass
@@ -166,10 +171,14 @@ class UpdateReport:
     full_rerun_reason: str
     timings_s: dict[str, float] = field(default_factory=dict)
     webhooks: list[dict[str, Any]] = field(default_factory=list)
+    #: the history's correction, history_gain (n, m) @ history_delta (m, y, x) [m]
+    history_gain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    history_delta: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)), repr=False)
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready summary (the alert geometries left out)."""
-        out = {k: v for k, v in self.__dict__.items() if k != "alerts"}
+        """JSON-ready summary (the alert geometries and the correction left out)."""
+        left_out = ("alerts", "history_gain", "history_delta")
+        out = {k: v for k, v in self.__dict__.items() if k not in left_out}
         out["n_alert_areas"] = len(self.alerts.get("features", []))
         return out
 
@@ -197,7 +206,7 @@ def update(
 
     known = result["time"].values.astype("datetime64[D]")
     old_index = np.searchsorted(known, kept["ref_date"].values.astype("datetime64[D]"))
-    x, est = _estimate(result, kept, old_index, config)
+    est = _estimate(result, kept, old_index, config)
     timings["estimate"] = _lap(start)
 
     state = load_state(result, config.model)
@@ -205,8 +214,15 @@ def update(
     dates = np.append(known, new_date)
     g_new = fixed_design(np.array([new_date]), state.origin, config.model)[0][0]
     departure, sigma = prediction_departure(before, g_new, est.displacement)
-    if x is not None:  # the exact step moved the history too
-        state = correct_history(state, known, result["displacement"].values, x, config.model)
+    if est.history_gain is not None:  # the exact step moved the history too
+        state = correct_history(
+            state,
+            known,
+            result["displacement"].values,
+            est.history_gain,
+            est.history_delta,
+            config.model,
+        )
     state = add_date(state, g_new, est.displacement)
     after = solve_state(state)
     timings["model"] = _lap(start)
@@ -216,7 +232,7 @@ def update(
     labels, areas = alert_areas(departure, sigma, nrt.k_sigma, nrt, mask)
     collection = alert_features(labels, areas, departure, sigma, result, str(new_date))
 
-    updated = _updated_result(result, x, est, state, after, dates, kept, old_index)
+    updated = _updated_result(result, est, state, after, dates, kept, old_index)
     change, change_std = velocity_change(result, updated, nrt)
     v_labels, v_areas = alert_areas(change, change_std, nrt.velocity_k_sigma, nrt, mask)
     changed = alert_features(
@@ -250,6 +266,11 @@ def update(
         full_rerun_due=due,
         full_rerun_reason=reason,
     )
+    if est.history_gain is not None:
+        report.history_gain, report.history_delta = est.history_gain, est.history_delta
+    else:
+        report.history_gain = np.zeros((known.size, 0))
+        report.history_delta = np.zeros((0, *est.displacement.shape))
     timings["result"] = _lap(start)
     if nrt.webhooks and collection["features"]:
         report.webhooks = post_alerts(collection, nrt)
@@ -268,8 +289,8 @@ def update(
 
 def _estimate(
     result: xr.Dataset, kept: xr.Dataset, old_index: np.ndarray, config: RunConfig
-) -> tuple[np.ndarray | None, NewDate]:
-    """(corrected history (n, y, x) [m] or None when frozen, the new date's estimate)."""
+) -> NewDate:
+    """The new date's estimate; with the run's network, the history's correction too."""
     ry, rx = int(result.attrs["reference_y"]), int(result.attrs["reference_x"])
     r = config.reference.radius
     unw = kept["unw"].values.astype(np.float64)
@@ -284,25 +305,20 @@ def _estimate(
     fix = config.unwrap.closure
     if "nrt_network" not in result.data_vars:  # frozen: only the paired dates are read
         paired = result["displacement"].isel(time=old_index).values.astype(np.float64)
-        return None, estimate_new_date(paired, unw, to_metres, weights, fix)
+        return estimate_new_date(paired, unw, to_metres, weights, fix)
     history = result["displacement"].values
     known = result["time"].values.astype("datetime64[D]")
     iref = reference_index(known, config.model.reference_date)
-    # the exact step works on phases relative to date 0 (x[0] = 0)
-    x, est = sequential_update(
-        history - history[:1].astype(np.float64) if iref else history,
-        result["nrt_network"].values,
-        old_index,
-        unw,
-        to_metres,
-        weights,
-        fix,
+    date0 = history[0] if iref else None
+    est = sequential_update(
+        history, result["nrt_network"].values, old_index, unw, to_metres, weights, fix, date0
     )
-    if iref:  # back to the configured temporal reference
-        shift = x[iref].copy()
-        x -= shift
-        est.displacement = est.displacement - shift
-    return x, est
+    if iref:  # from date 0 back to the configured temporal reference
+        gain = est.history_gain
+        moved = np.tensordot(gain[iref], est.history_delta, axes=1)  # (y, x)
+        est.displacement = est.displacement - (history[iref] - history[0] + moved)
+        est.history_gain = gain - gain[iref]
+    return est
 
 
 def _lap(start: float) -> float:
@@ -454,9 +470,7 @@ def estimate_new_date(
     est = np.where(valid, phase_new, np.nan)
     cycles = np.zeros(unw.shape, dtype=np.int64)
     if fix_cycles:
-        with warnings.catch_warnings():  # pixels without any valid pair are expected
-            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-            centre = np.nanmedian(est, axis=0)
+        centre = _nan_median(est)
         cyc = np.rint((est - centre) / (2 * np.pi))
         cycles = np.where(valid & (n >= 3), np.nan_to_num(cyc), 0).astype(np.int64)
         est = est - 2 * np.pi * cycles
@@ -471,6 +485,16 @@ def estimate_new_date(
         cycles_corrected=(cycles != 0).sum(axis=0).astype(np.int16),
         corrected_phase=np.where(valid, est, np.nan),
     )
+
+
+def _nan_median(a: np.ndarray) -> np.ndarray:
+    """Median along axis 0 ignoring NaN (NaN where all are): `np.nanmedian`, 2x faster for
+    the few pairs of a new date (NaN sorts last)."""
+    ordered = np.sort(a, axis=0)
+    n = np.isfinite(a).sum(axis=0)[None]
+    low = np.take_along_axis(ordered, np.maximum(n - 1, 0) // 2, axis=0)
+    high = np.take_along_axis(ordered, n // 2, axis=0)
+    return ((low + high) / 2)[0]
 
 
 def network_information(network: Network) -> np.ndarray:
@@ -511,26 +535,30 @@ def sequential_update(
     to_metres: float,
     weights: np.ndarray | None = None,
     fix_cycles: bool = True,
-) -> tuple[np.ndarray, NewDate]:
-    """Exact sequential least-squares step: new date estimated, history corrected.
+    date0: np.ndarray | None = None,
+) -> NewDate:
+    """Exact sequential least-squares step: new date estimated, history's correction found.
 
     history (n, y, x) [m]: displacement of the existing dates; information (n, n): the
     unit-weight information matrix of the pairs behind it (`network_information`);
     old_index (k,): each new pair's earlier date; unw (k, y, x) [rad] referenced phases;
-    weights optional inverse variances. The posterior of the history is Gaussian with
-    covariance σ²Q, Q = information[1:, 1:]⁻¹ (date 0 fixed). Conditioning on the new pairs
-    (Kalman analysis step; Dalaison & Jolivet 2020, eq. 6-8) needs only the block of the
-    dates W the new pairs touch: the new date and x_W are solved jointly with the prior
-    x_W ~ N(x̂_W, σ²Q_WW), O(k + |W|³) per pixel, and every other date moves by the
-    regression Q_rW Q_WW⁻¹ δx_W, O(n |W|). For a pixel whose pairs are all valid this equals
-    re-inverting every pair. Returns (corrected history (n, y, x), the new date).
+    weights optional inverse variances; date0 (y, x) [m]: the history's value at date 0
+    when it is referenced to another date (the step holds date 0 at zero). The posterior of
+    the history is Gaussian with covariance σ²Q, Q = information[1:, 1:]⁻¹ (date 0 fixed).
+    Conditioning on the new pairs (Kalman analysis step; Dalaison & Jolivet 2020, eq. 6-8)
+    needs only the block of the dates W the new pairs touch: the new date and x_W are
+    solved jointly with the prior x_W ~ N(x̂_W, σ²Q_WW), O(k + |W|³) per pixel, and every
+    other date moves by the regression Q_rW Q_WW⁻¹ δx_W, O(n |W|). For a pixel whose pairs
+    are all valid this equals re-inverting every pair. Returns the new date (relative to
+    date 0) with the history's correction as factors, gain = Q_rW Q_WW⁻¹ (n, |W|) and δx_W
+    (`corrected_history` adds them); only the paired dates of `history` are read.
     """
     n = history.shape[0]
     shape = history.shape[1:]
-    flat = history.reshape(n, -1).astype(np.float64)
-    simple = estimate_new_date(
-        flat[old_index].reshape(unw.shape), unw, to_metres, weights, fix_cycles
-    )
+    flat = history.reshape(n, -1)
+    zero = 0.0 if date0 is None else np.asarray(date0, dtype=np.float64).reshape(-1)
+    paired = flat[old_index].astype(np.float64) - zero
+    simple = estimate_new_date(paired.reshape(unw.shape), unw, to_metres, weights, fix_cycles)
     dates_w, j = np.unique(old_index, return_inverse=True)
     m = dates_w.size
     q = np.zeros((n, n))
@@ -547,8 +575,8 @@ def sequential_update(
     w = np.ones_like(phase_new) if weights is None else weights.reshape(k, -1).copy()
     valid = np.isfinite(phase_new) & np.isfinite(w) & (w > 0)
     w = np.where(valid, w, 0.0)
-    y = np.where(valid, phase_new - flat[old_index], 0.0)  # pair displacement [m]
-    x_w = flat[dates_w]
+    y = np.where(valid, phase_new - paired, 0.0)  # pair displacement [m]
+    x_w = flat[dates_w].astype(np.float64) - zero
     todo = np.flatnonzero(valid.any(axis=0) & np.isfinite(x_w).all(axis=0))
     fixed0 = dates_w == 0
     wt = w[:, todo]
@@ -573,12 +601,21 @@ def sequential_update(
         u = np.linalg.solve(hess, rhs[:, :, None])[:, :, 0]
     delta_w = np.zeros_like(x_w)
     delta_w[:, todo] = u[:, :m].T - x_w[:, todo]
-    out = flat
-    out += gain @ delta_w
     new = np.full(flat.shape[1], np.nan)
     new[todo] = u[:, m]
     simple.displacement = new.reshape(shape)
-    return out.reshape(n, *shape), simple
+    simple.history_gain, simple.history_delta = gain, delta_w.reshape(m, *shape)
+    return simple
+
+
+def corrected_history(history: np.ndarray, est: NewDate) -> np.ndarray:
+    """`history` (n, y, x) [m] with the exact step's correction gain @ delta added (same dtype)."""
+    if est.history_gain is None:
+        return history
+    n, m = est.history_gain.shape
+    gain = est.history_gain.astype(history.dtype)
+    delta = est.history_delta.reshape(m, -1).astype(history.dtype)
+    return history + (gain @ delta).reshape(history.shape)
 
 
 def _joint_normal(
@@ -636,25 +673,39 @@ def fixed_design(
 def build_state(dates: np.ndarray, displacement: np.ndarray, config: ModelConfig) -> ModelState:
     """Normal equations of the model from a displacement cube (n, y, x) [m] (NaN = no date).
 
-    Cost O(n p²) per pixel, once; `add_date` then adds a date in O(p²).
+    Cost O(n p²) per pixel, once; `add_date` then adds a date in O(p²). Pixels with every
+    date share the normal matrix GᵀG; sums run in float64 over blocks of pixels (bounded
+    temporaries whatever the cube's dtype).
     """
     dates = np.asarray(dates, dtype="datetime64[D]")
     g, names = fixed_design(dates, dates[0], config)
     n, p = g.shape
-    flat = displacement.reshape(n, -1).astype(np.float64)
-    valid = np.isfinite(flat)
-    y = np.where(valid, flat, 0.0)
+    flat = displacement.reshape(n, -1)
+    npx = flat.shape[1]
+    normal = np.empty((p * p, npx))
+    rhs, sumsq, count = np.empty((p, npx)), np.empty(npx), np.empty(npx, dtype=np.int32)
     outer = (g[:, :, None] * g[:, None, :]).reshape(n, p * p)
-    normal = (outer.T @ valid.astype(np.float64)).reshape(p, p, -1)
-    rhs = g.T @ y
+    for lo in range(0, npx, _BLOCK_PX):
+        part = slice(lo, lo + _BLOCK_PX)
+        y = flat[:, part].astype(np.float64)
+        valid = np.isfinite(y)
+        complete = valid.all(axis=0)
+        normal[:, part] = outer.sum(axis=0)[:, None]
+        if not complete.all():
+            gaps = np.flatnonzero(~complete)
+            normal[:, lo + gaps] = outer.T @ valid[:, gaps].astype(np.float64)
+            y[~valid] = 0.0
+        rhs[:, part] = g.T @ y
+        sumsq[part] = np.einsum("ij,ij->j", y, y)
+        count[part] = valid.sum(axis=0)
     shape = displacement.shape[1:]
     return ModelState(
         names=names,
         origin=dates[0],
         normal=normal.reshape(p, p, *shape),
         rhs=rhs.reshape(p, *shape),
-        sumsq=(y**2).sum(axis=0).reshape(shape),
-        count=valid.sum(axis=0).reshape(shape).astype(np.int32),
+        sumsq=sumsq.reshape(shape),
+        count=count.reshape(shape),
     )
 
 
@@ -677,23 +728,43 @@ def correct_history(
     state: ModelState,
     dates: np.ndarray,
     old: np.ndarray,
-    new: np.ndarray,
+    gain: np.ndarray,
+    delta: np.ndarray,
     config: ModelConfig,
 ) -> ModelState:
-    """The state after the history (n, y, x) [m] moved from `old` to `new`: O(n p) a pixel."""
+    """The state after the history (n, y, x) [m] moved from `old` by gain (n, m) @ delta
+    (m, y, x) [m], O(n m) a pixel.
+
+    With c = gain δ: rhs gains Gᵀc = (Gᵀgain) δ and Σd² gains 2 δ·(gainᵀ d) + δᵀ(gainᵀgain)δ;
+    dates a pixel lacks are not in its state, so such pixels take the dense sums.
+    """
     g, _ = fixed_design(dates, state.origin, config)
-    n = g.shape[0]
-    delta = (new - old).reshape(n, -1)
-    delta[~np.isfinite(delta)] = 0.0  # a date missing at a pixel is not in its state
-    both = (new + old).reshape(n, -1)
-    both[~np.isfinite(both)] = 0.0
+    n, m = gain.shape
     shape = state.sumsq.shape
+    if m == 0:
+        return state
+    d = delta.reshape(m, -1)
+    flat = old.reshape(n, -1)
+    complete = np.isfinite(flat).all(axis=0)
+    proj = (gain.T.astype(flat.dtype) @ flat).astype(np.float64)  # gainᵀ d
+    proj[:, ~complete] = 0.0
+    rhs = state.rhs.reshape(len(state.names), -1) + (g.T @ gain) @ d
+    sumsq = state.sumsq.reshape(-1) + 2 * np.einsum("ij,ij->j", d, proj)
+    sumsq += np.einsum("ij,ij->j", d, (gain.T @ gain) @ d)
+    gaps = np.flatnonzero(~complete & (d != 0).any(axis=0))
+    if gaps.size:  # dense sums over the dates each of these pixels has
+        part = flat[:, gaps].astype(np.float64)
+        ok = np.isfinite(part)
+        c = np.where(ok, gain @ d[:, gaps], 0.0)
+        part[~ok] = 0.0
+        rhs[:, gaps] = state.rhs.reshape(len(state.names), -1)[:, gaps] + g.T @ c
+        sumsq[gaps] = state.sumsq.reshape(-1)[gaps] + np.einsum("ij,ij->j", c, 2 * part + c)
     return ModelState(
         names=state.names,
         origin=state.origin,
         normal=state.normal,
-        rhs=state.rhs + (g.T @ delta).reshape(-1, *shape),
-        sumsq=state.sumsq + np.einsum("ij,ij->j", delta, both).reshape(shape),
+        rhs=rhs.reshape(-1, *shape),
+        sumsq=sumsq.reshape(shape),
         count=state.count,
     )
 
@@ -816,7 +887,6 @@ def state_variables(state: ModelState) -> dict[str, tuple[tuple[str, ...], np.nd
 
 def _updated_result(
     result: xr.Dataset,
-    history: np.ndarray | None,
     est: NewDate,
     state: ModelState,
     sol: Solution,
@@ -827,8 +897,10 @@ def _updated_result(
     """`result` with the (corrected) history, the new date and the refitted model layers."""
     t = years_since(dates, state.origin)
     v, v_std = mid_span_velocity(sol, state.names, float((t[0] + t[-1]) / 2))
-    old = result["displacement"].values if history is None else history
-    cube = np.concatenate([old, est.displacement[None]]).astype(np.float32)
+    old = result["displacement"].values
+    cube = np.empty((old.shape[0] + 1, *old.shape[1:]), dtype=np.float32)
+    cube[:-1] = corrected_history(old.astype(np.float32, copy=False), est)
+    cube[-1] = est.displacement
     drop = [*STATE_VARIABLES, "nrt_network", "nrt_param", "nrt_param_2"]
     out = result.drop_vars(drop, errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))

@@ -13,10 +13,24 @@ A new version is written under a temporary name, renamed into `versions/` when c
 and only then made current by atomically replacing `CURRENT` (write-new-then-switch). A crash
 at any point leaves the previous version current and intact; leftovers of an interrupted
 update are removed by the next one.
+
+Layered versions. An update changes little of a result: the new date's displacement, a
+rank-m correction of the history (the exact sequential step moves every date by
+gain @ δx_W, `mtinsar.nrt.sequential_update`), and a few 2-D layers (velocity, its std, the
+model state). Rewriting the whole cube for that cost most of an update, so an update's store
+is a layer on the store it updates (`write_layer`): it holds the new dates
+(`displacement_added`), the correction's factors (`history_gain` (time, rank) and
+`history_delta` (rank, y, x) [m]) and the variables that changed; its attrs name the base
+store (relative path) and the variables inherited unchanged from it. `open_store` composes
+the layers lazily, displacement = concat(base, added) + history_gain @ history_delta, so
+every reader sees a plain result. A layer is never changed once written and its base never
+moves, so earlier versions stay readable; a layer on a chain of `MAX_LAYERS` is written
+whole instead, which bounds the cost of reading.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -24,12 +38,17 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from mtinsar.errors import InputError
 
 STORE = "timeseries.zarr"
 _VERSION_RE = re.compile(r"^v(\d+)$")
+#: Attrs of a layered store: its base (path relative to the store) and what it inherits.
+BASE_ATTR, INHERITED_ATTR = "version_base", "version_inherited"
+#: Longest chain of layers read before a version is written whole again.
+MAX_LAYERS = 16
 
 
 def versions(folder: str | Path) -> list[int]:
@@ -69,15 +88,96 @@ def store_path(folder: str | Path, version: int | None = None) -> Path:
 
 def open_version(folder: str | Path, version: int | None = None) -> xr.Dataset:
     """The result of `version` (default: current), lazily."""
-    return xr.open_zarr(store_path(folder, version), decode_coords="all")
+    return open_store(store_path(folder, version))
 
 
 def open_result(path: str | Path) -> xr.Dataset:
     """The current version of a result folder, or a result store given directly (lazy)."""
     path = Path(path)
     if (path / "zarr.json").is_file():
-        return xr.open_zarr(path, decode_coords="all")
+        return open_store(path)
     return open_version(path)
+
+
+def open_store(path: str | Path) -> xr.Dataset:
+    """A result store, its layers composed onto their bases (lazy)."""
+    path = Path(path)
+    layer = xr.open_zarr(path, decode_coords="all")
+    if BASE_ATTR not in layer.attrs:
+        return layer
+    base_path = _base_of(path, layer)
+    if not (base_path / "zarr.json").is_file():
+        raise InputError(
+            f"{path}: its base store {base_path} is missing; restore it (a version is a layer "
+            "on the one before) or re-run the whole history with `mtinsar run`"
+        )
+    base = open_store(base_path)
+    n_old = base.sizes["time"]
+    if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
+        raise InputError(f"{path}: its dates do not continue those of {base_path}; re-run")
+    added = layer["displacement_added"].rename(added_time="time")
+    added = added.assign_coords(time=layer["time"].values[n_old:])
+    cube = xr.concat([base["displacement"], added], dim="time", coords="minimal", compat="override")
+    correction = xr.dot(layer["history_gain"], layer["history_delta"], dim="history_rank")
+    displacement = (cube + correction.astype(np.float32)).transpose("time", "y", "x")
+    displacement.attrs = base["displacement"].attrs
+    inherited = json.loads(layer.attrs[INHERITED_ATTR])
+    own = layer.drop_vars(["displacement_added", "history_gain", "history_delta"])
+    out = own.assign(displacement=displacement, **{name: base[name] for name in inherited})
+    out.attrs = {k: v for k, v in layer.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
+    return out
+
+
+def _base_of(path: Path, layer: xr.Dataset) -> Path:
+    return Path(os.path.normpath(path / layer.attrs[BASE_ATTR]))
+
+
+def layers_below(path: str | Path) -> int:
+    """How many layered stores the store at `path` is (0: written whole)."""
+    path, depth = Path(path), 0
+    while True:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+        if BASE_ATTR not in attrs:
+            return depth
+        path, depth = Path(os.path.normpath(path / attrs[BASE_ATTR])), depth + 1
+
+
+def layer_dataset(
+    result: xr.Dataset,
+    base: xr.Dataset,
+    base_store: Path,
+    store: Path,
+    gain: np.ndarray,
+    delta: np.ndarray,
+) -> xr.Dataset:
+    """The layer that turns `base` (as stored at `base_store`) into `result`, for `store`.
+
+    result's displacement must equal concat(base's, added dates) + gain @ delta with gain
+    (time, rank) over result's dates and delta (rank, y, x) [m]. Variables without a time
+    dimension equal to base's (NaN = NaN) are inherited, the others stored.
+    """
+    n_old = base.sizes["time"]
+    inherited = [
+        name
+        for name, var in result.data_vars.items()
+        if name != "displacement"
+        and "time" not in var.dims
+        and name in base.data_vars
+        and base[name].dims == var.dims
+        and base[name].shape == var.shape
+        and np.array_equal(np.asarray(base[name].values), np.asarray(var.values), equal_nan=True)
+    ]
+    if gain.shape[1] == 0:  # no correction (frozen history): one zero term keeps shapes simple
+        gain, delta = np.zeros((gain.shape[0], 1)), np.zeros((1, *delta.shape[1:]))
+    new = result["displacement"].values[n_old:].astype(np.float64)
+    added = new - np.tensordot(gain[n_old:], delta, axes=1)
+    layer = result.drop_vars(["displacement", *inherited])
+    layer["displacement_added"] = (("added_time", "y", "x"), added.astype(np.float32))
+    layer["history_gain"] = (("time", "history_rank"), gain.astype(np.float64))
+    layer["history_delta"] = (("history_rank", "y", "x"), delta.astype(np.float32))
+    base_rel = os.path.relpath(base_store, store)
+    layer.attrs.update({BASE_ATTR: base_rel, INHERITED_ATTR: json.dumps(inherited)})
+    return layer
 
 
 def write_version(folder: str | Path, fill: Callable[[Path], None]) -> int:

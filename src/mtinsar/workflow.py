@@ -17,7 +17,7 @@ import xarray as xr
 from mtinsar import nrt, output, pipeline, versions
 from mtinsar.checkpoint import Checkpoint, fingerprint, work_folder
 from mtinsar.config import RunConfig
-from mtinsar.errors import InputError, MtinsarError
+from mtinsar.errors import InputError, MtinsarError, NothingSelected
 from mtinsar.execution import executor
 from mtinsar.io.products import read_listed, read_products
 from mtinsar.sources import remote, stac
@@ -63,10 +63,10 @@ Source = str | Path | stac.Query
 def read_source(
     source: Source, cfg: RunConfig, after: np.datetime64 | None = None, progress: bool = False
 ) -> xr.Dataset | None:
-    """The stack of `source`, lazily: all its pairs, or with `after` at least every pair
-    ending after that date (a STAC search then asks only for those items).
+    """The stack of `source`, lazily: all its pairs, or with `after` only the pairs ending
+    after that date (a STAC search asks only for those items, a folder opens only their files).
 
-    None when a STAC search finds no item; a folder without products raises InputError.
+    None when no such pair is found; a folder without products raises InputError.
     """
     if isinstance(source, stac.Query):
         start = stac.EPOCH if after is None else (np.datetime64(after, "D") + 1).astype(object)
@@ -81,14 +81,11 @@ def read_source(
         return read_listed(listed, cfg.ingest, progress=progress)
     if after is None:
         return pipeline.load_input(source, cfg, progress=progress)
-    stack = read_products(source, cfg.ingest, progress=progress)
-    later = stack["pair"].values[stack["sec_date"].values > after]
-    if 0 < later.size < stack.sizes["pair"]:
-        # a lazy chunk holds every pair of its pixels: open again with only the new pairs, or
-        # each of them would be read with the whole history (10 s instead of 0.3 s)
-        only = cfg.ingest.model_copy(update={"include_pairs": [str(p) for p in later]})
-        stack = read_products(source, only, progress=progress)
-    return stack
+    newer = cfg.ingest.model_copy(update={"ending_after": np.datetime64(after, "D").astype(object)})
+    try:  # only the new pairs' files are opened
+        return read_products(source, newer, progress=progress)
+    except NothingSelected:
+        return None
 
 
 def update_folder(
@@ -121,6 +118,7 @@ def update_folder(
             lines.append(_rerun_line(results, products, cfg, progress, reason))
         return lines
 
+    base, base_store = result, versions.store_path(results)
     lines, reports = [], []
     for date in new_dates:
         known = np.isin(stack["ref_date"].values, result["time"].values)
@@ -133,7 +131,13 @@ def update_folder(
         )
 
     def fill(folder: Path) -> None:
-        output.write_store(result, folder, versions.STORE)
+        if versions.layers_below(base_store) + 1 < versions.MAX_LAYERS:
+            gain, delta = _history_correction(reports, result.sizes["time"])
+            store = folder / versions.STORE
+            layer = versions.layer_dataset(result, base, base_store, store, gain, delta)
+            output.write_store(layer, folder, versions.STORE)
+        else:
+            output.write_store(result, folder, versions.STORE)
         nrt.write_alerts(reports[-1].alerts, folder / "alerts.geojson")
         summaries = [r.summary() for r in reports]
         (folder / "update.json").write_text(json.dumps(summaries, indent=2, default=str))
@@ -150,6 +154,20 @@ def update_folder(
     if due and full_when_due:
         lines.append(_rerun_line(results, products, cfg, progress, reason))
     return lines
+
+
+def _history_correction(
+    reports: list[nrt.UpdateReport], n_dates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The updates' corrections of the history as one product gain (n_dates, m) @ delta.
+
+    Each update corrects the dates it found (rows beyond them are zero for it), so the sum
+    of their corrections is one block-padded gain times the stacked deltas.
+    """
+    gains = [
+        np.pad(r.history_gain, ((0, n_dates - r.history_gain.shape[0]), (0, 0))) for r in reports
+    ]
+    return np.concatenate(gains, axis=1), np.concatenate([r.history_delta for r in reports])
 
 
 def _rerun_line(results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str) -> str:

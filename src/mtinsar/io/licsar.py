@@ -296,11 +296,12 @@ def _discover_pairs(layout: _Layout) -> dict[str, _Pair]:
         if file.parent.name != label:
             logger.warning("%s: file of pair %s in folder %s", file, label, file.parent.name)
         pairs[label] = _Pair(label, ref, sec, file)
+    holding = {p.unw.parent for p in pairs.values()}
     for folder in sorted(p for p in layout.ifg_root.iterdir() if p.is_dir()):
         if folder.name.startswith("."):
             continue  # hidden folders (e.g. notebook checkpoints) are not products
         _parse_pair(folder.name, folder)
-        if not any(p.unw.parent == folder for p in pairs.values()):
+        if folder not in holding:
             logger.warning("%s: no %s file; pair skipped", folder, UNW_SUFFIX)
     return pairs
 

@@ -32,7 +32,7 @@ from shapely.geometry.base import BaseGeometry
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
-from mtinsar.errors import ConfigError, InputError
+from mtinsar.errors import ConfigError, InputError, NothingSelected
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,10 @@ def select_pairs(
     """Indices (into `labels`) of the pairs `config` keeps, in the given order.
 
     Applied in this order: `include_pairs` (if not empty), `exclude_pairs`, `start_date`/
-    `end_date` (both dates of a pair inside the range, inclusive) and
-    `max_temporal_baseline_days`. Names in the include/exclude lists that match no pair, or
-    a selection that keeps nothing, raise InputError naming `source` and the option at fault.
+    `end_date` (both dates of a pair inside the range, inclusive),
+    `max_temporal_baseline_days` and `ending_after`. Names in the include/exclude lists that
+    match no pair raise InputError, a selection that keeps nothing NothingSelected, naming
+    `source` and the option at fault.
     """
     names = [str(v) for v in labels]
     ref = np.asarray(ref_dates).astype("datetime64[D]")
@@ -84,8 +85,10 @@ def select_pairs(
     if config.max_temporal_baseline_days is not None:
         span = (sec - ref).astype(np.int64)
         keep &= span <= config.max_temporal_baseline_days
+    if config.ending_after is not None:
+        keep &= sec > _day(config.ending_after)
     if not keep.any():
-        raise InputError(
+        raise NothingSelected(
             f"{source}: no pair of the {len(names)} found is left after selection "
             f"({_describe(config)}); widen the date range or pair lists"
         )
@@ -102,7 +105,7 @@ def _describe(config: IngestConfig) -> str:
     for key in ("include_pairs", "exclude_pairs"):
         if getattr(config, key):
             parts.append(f"{key}={getattr(config, key)}")
-    for key in ("start_date", "end_date", "max_temporal_baseline_days"):
+    for key in ("start_date", "end_date", "max_temporal_baseline_days", "ending_after"):
         if getattr(config, key) is not None:
             parts.append(f"{key}={getattr(config, key)}")
     return ", ".join(parts) or "no selection options"
