@@ -86,9 +86,10 @@ def store_path(folder: str | Path, version: int | None = None) -> Path:
     return path
 
 
-def open_version(folder: str | Path, version: int | None = None) -> xr.Dataset:
-    """The result of `version` (default: current), lazily."""
-    return open_store(store_path(folder, version))
+def open_version(folder: str | Path, version: int | None = None, dask: bool = True) -> xr.Dataset:
+    """The result of `version` (default: current): lazily (dask), or with `dask` False as
+    arrays read when first used (faster when the whole result is loaded at once)."""
+    return open_store(store_path(folder, version), dask)
 
 
 def open_result(path: str | Path) -> xr.Dataset:
@@ -99,10 +100,10 @@ def open_result(path: str | Path) -> xr.Dataset:
     return open_version(path)
 
 
-def open_store(path: str | Path) -> xr.Dataset:
-    """A result store, its layers composed onto their bases (lazy)."""
+def open_store(path: str | Path, dask: bool = True) -> xr.Dataset:
+    """A result store, its layers composed onto their bases (lazy; `open_version`)."""
     path = Path(path)
-    layer = xr.open_zarr(path, decode_coords="all")
+    layer = xr.open_zarr(path, decode_coords="all", **({} if dask else {"chunks": None}))
     if BASE_ATTR not in layer.attrs:
         return layer
     base_path = _base_of(path, layer)
@@ -111,15 +112,16 @@ def open_store(path: str | Path) -> xr.Dataset:
             f"{path}: its base store {base_path} is missing; restore it (a version is a layer "
             "on the one before) or re-run the whole history with `mtinsar run`"
         )
-    base = open_store(base_path)
+    base = open_store(base_path, dask)
     n_old = base.sizes["time"]
     if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
         raise InputError(f"{path}: its dates do not continue those of {base_path}; re-run")
     added = layer["displacement_added"].rename(added_time="time")
     added = added.assign_coords(time=layer["time"].values[n_old:])
     cube = xr.concat([base["displacement"], added], dim="time", coords="minimal", compat="override")
-    correction = xr.dot(layer["history_gain"], layer["history_delta"], dim="history_rank")
-    displacement = (cube + correction.astype(np.float32)).transpose("time", "y", "x")
+    gain = layer["history_gain"].astype(np.float32)  # float32 as the cube: half the traffic
+    correction = xr.dot(gain, layer["history_delta"], dim="history_rank")
+    displacement = (cube + correction).transpose("time", "y", "x")
     displacement.attrs = base["displacement"].attrs
     inherited = json.loads(layer.attrs[INHERITED_ATTR])
     own = layer.drop_vars(["displacement_added", "history_gain", "history_delta"])
@@ -132,14 +134,19 @@ def _base_of(path: Path, layer: xr.Dataset) -> Path:
     return Path(os.path.normpath(path / layer.attrs[BASE_ATTR]))
 
 
+def _chain(path: str | Path) -> list[Path]:
+    """The store at `path` and the stores below it, down to one written whole."""
+    chain = [Path(path)]
+    while True:
+        attrs = json.loads((chain[-1] / "zarr.json").read_text()).get("attributes", {})
+        if BASE_ATTR not in attrs:
+            return chain
+        chain.append(Path(os.path.normpath(chain[-1] / attrs[BASE_ATTR])))
+
+
 def layers_below(path: str | Path) -> int:
     """How many layered stores the store at `path` is (0: written whole)."""
-    path, depth = Path(path), 0
-    while True:
-        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-        if BASE_ATTR not in attrs:
-            return depth
-        path, depth = Path(os.path.normpath(path / attrs[BASE_ATTR])), depth + 1
+    return len(_chain(path)) - 1
 
 
 def layer_dataset(
@@ -175,6 +182,12 @@ def layer_dataset(
     layer["displacement_added"] = (("added_time", "y", "x"), added.astype(np.float32))
     layer["history_gain"] = (("time", "history_rank"), gain.astype(np.float64))
     layer["history_delta"] = (("history_rank", "y", "x"), delta.astype(np.float32))
+    # blocks on the whole store's spatial chunks, so composing them stays one task a block
+    root = xr.open_zarr(_chain(base_store)[-1])["displacement"].encoding["chunks"]
+    for var in layer.variables.values():
+        var.encoding = {}
+        if var.ndim and var.dims[-2:] == ("y", "x"):
+            var.encoding["chunks"] = (*var.shape[:-2], *root[-2:])
     base_rel = os.path.relpath(base_store, store)
     layer.attrs.update({BASE_ATTR: base_rel, INHERITED_ATTR: json.dumps(inherited)})
     return layer

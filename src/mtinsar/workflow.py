@@ -105,7 +105,7 @@ def update_folder(
     """
     remote.configure(cfg.storage)
     before = versions.current(results)
-    result = versions.open_version(results).load()
+    result = versions.open_version(results, dask=False).load()
     last = result["time"].values[-1]
     stack = read_source(products, cfg, after=last, progress=progress)
     sec = stack["sec_date"].values if stack is not None else last[None]
