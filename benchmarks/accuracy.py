@@ -1,6 +1,7 @@
 """Accuracy of mtinsar and MintPy against the simulator's truth, side by side.
 
-    python benchmarks/accuracy.py [--work DIR] [--mintpy-workers N] [--preset P] [--reuse-mintpy]
+    python benchmarks/accuracy.py [--work DIR] [--mintpy-workers N] [--preset P]
+                                  [--reuse-mintpy] [--reuse-mtinsar]
 
 Scene: the medium preset with the troposphere off (no turbulent, no stratified delay: MintPy's
 weather-model correction would need downloads); DEM error, decorrelation noise, the lake,
@@ -43,7 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     DEFAULT_WORK,
     HERE,
-    RESULTS_JSON,
     machine,
     measure,
     prepare_scene,
@@ -80,31 +80,55 @@ LIKE_RUNS = {
 }
 
 
-def _run_e2e(scene, work: Path, name: str, config: dict):  # noqa: ANN001, ANN202
-    """mtinsar's pipeline (load_input -> run_sbas -> write_results) with `config` sections,
-    the scene's reference pixel as a single-pixel reference, measured; output in work/name."""
-    print(f"--- mtinsar end to end ({name})", flush=True)
-    out = work / name
-    shutil.rmtree(out, ignore_errors=True)
+def _mtinsar_runs(scene, work: Path, reuse: bool) -> dict[str, dict]:  # noqa: ANN001
+    """Run mtinsar's variants (or with `reuse`, take those of an earlier run in `work`):
+    wall time, CPU time and peak RSS of each, by run folder name."""
     ref = scene.ref_yx
-    cmd = [python(), WORKER, "e2e", str(scene.licsar), str(out), str(work / f"{name}.json"),
-           "--ref-y", str(ref[0]), "--ref-x", str(ref[1]), "--radius", "0",
-           "--config", json.dumps(config)]  # fmt: skip
-    return measure(cmd, work / f"{name}.log").check(f"mtinsar {name}")
+    runs = {"mtinsar_e2e": {}, **{name: sections for name, (_, sections) in LIKE_RUNS.items()}}
+    cmds = {
+        name: [python(), WORKER, "e2e", str(scene.licsar), str(work / name),
+               str(work / f"{name}.json"), "--ref-y", str(ref[0]), "--ref-x", str(ref[1]),
+               "--radius", "0", "--config", json.dumps(sections)]
+        for name, sections in runs.items()
+    }  # fmt: skip
+    cmds["mtinsar_inversion"] = [
+        python(), WORKER, "inversion", str(scene.mintpy_inputs / "ifgramStack.h5"),
+        str(ref[0]), str(ref[1]), str(work / "inversion.npz"), str(work / "inv.json"),
+    ]  # fmt: skip
+    numbers = {}
+    for name, cmd in cmds.items():
+        stamp = work / f"{name}.measured.json"
+        if reuse:
+            if not stamp.is_file():
+                raise SystemExit(f"--reuse-mtinsar: {stamp} missing; run without it first")
+            print(f"--- {name}: reusing {work}", flush=True)
+            numbers[name] = json.loads(stamp.read_text())
+            continue
+        print(f"--- {name}", flush=True)
+        if name in runs:
+            shutil.rmtree(work / name, ignore_errors=True)
+        numbers[name] = measure(cmd, work / f"{name}.log").check(name).numbers()
+        stamp.write_text(json.dumps(numbers[name]))
+    return numbers
 
 
 def _mintpy_app(scene, target: Path, args: argparse.Namespace) -> dict:  # noqa: ANN001
     """smallbaselineApp on the scene, or with --reuse-mintpy the result of an earlier run in
-    `target` (its timings from the results.json it was recorded in)."""
-    done = target / "velocity.h5"
-    if args.reuse_mintpy and done.is_file():
-        print(f"--- MintPy smallbaselineApp: reusing {target}", flush=True)
-        old = json.loads(RESULTS_JSON.read_text()).get(_section(args.preset), {})
-        timing = old.get("timings", {}).get("mintpy_smallbaselineApp", {})
-        keys = ("wall_s", "cpu_s", "peak_rss_mib")
-        return {**{k: timing.get(k, float("nan")) for k in keys}, "dir": str(target)}
-    print("--- MintPy smallbaselineApp", flush=True)
-    return run_smallbaseline_app(scene, target, args.mintpy_workers)
+    `target`, with the numbers measured then (`measured.json`); a run whose measuring
+    process did not finish gets its wall time from the folder's file times, no CPU/RSS."""
+    if not args.reuse_mintpy:
+        print("--- MintPy smallbaselineApp", flush=True)
+        return run_smallbaseline_app(scene, target, args.mintpy_workers)
+    if not (target / "velocity.h5").is_file():
+        raise SystemExit(f"--reuse-mintpy: no smallbaselineApp results in {target}")
+    print(f"--- MintPy smallbaselineApp: reusing {target}", flush=True)
+    stamp = target / "measured.json"
+    if stamp.is_file():
+        return {**json.loads(stamp.read_text()), "dir": str(target)}
+    last = max(f.stat().st_mtime for f in target.glob("*.h5"))
+    wall = round(last - (target / "bench.cfg").stat().st_mtime, 2)
+    return {"wall_s": wall, "cpu_s": float("nan"), "peak_rss_mib": float("nan"),
+            "dir": str(target)}  # fmt: skip
 
 
 def _section(preset: str) -> str:
@@ -163,6 +187,11 @@ def main() -> None:
         action="store_true",
         help="reuse smallbaselineApp's results of an earlier run on the same scene",
     )
+    parser.add_argument(
+        "--reuse-mtinsar",
+        action="store_true",
+        help="reuse mtinsar's results of an earlier run on the same scene",
+    )
     args = parser.parse_args()
 
     from mtinsar.simulate import SceneConfig
@@ -173,20 +202,7 @@ def main() -> None:
     work = args.work / f"accuracy_{args.preset}"
     work.mkdir(parents=True, exist_ok=True)
 
-    e2e_run = _run_e2e(scene, work, "mtinsar_e2e", {})
-    like_runs = {name: _run_e2e(scene, work, name, cfg) for name, (_, cfg) in LIKE_RUNS.items()}
-    print("--- mtinsar weighted inversion", flush=True)
-    cmd = [
-        python(),
-        WORKER,
-        "inversion",
-        str(scene.mintpy_inputs / "ifgramStack.h5"),
-        str(ref[0]),
-        str(ref[1]),
-        str(work / "inversion.npz"),
-        str(work / "inv.json"),
-    ]
-    inv_run = measure(cmd, work / "inversion.log").check("mtinsar inversion")
+    timings = _mtinsar_runs(scene, work, args.reuse_mtinsar)
     app = _mintpy_app(scene, work / "mintpy_app", args)
     app_dir = Path(app["dir"])
 
@@ -244,9 +260,7 @@ def main() -> None:
         "n_pixels_coherent": int(truth["coherent"].sum()),
         "scores": scores,
         "timings": {
-            "mtinsar_e2e": e2e_run.numbers(),
-            **{name: run.numbers() for name, run in like_runs.items()},
-            "mtinsar_inversion": inv_run.numbers(),
+            **timings,
             "mintpy_smallbaselineApp": {k: app[k] for k in ("wall_s", "cpu_s", "peak_rss_mib")},
         },
         "mtinsar_inversion_report": json.loads((work / "inv.json").read_text()),
