@@ -1,12 +1,13 @@
 """mtinsar side of the benchmarks, run in its own process so its memory is its own.
 
     python mtinsar_worker.py e2e FRAME_DIR OUT_DIR REPORT.json [--ref-y Y --ref-x X --radius R]
-                             [--via-store STACK.zarr]
+                             [--via-store STACK.zarr] [--config JSON]
     python mtinsar_worker.py inversion IFGRAMSTACK.h5 REF_Y REF_X DISP.npz REPORT.json
 
 `e2e` times the user-facing pipeline: load_input -> run_sbas -> write_results; with
 --via-store the frame is first ingested into a Zarr stack store (`mtinsar ingest`: load_input
-+ stack.save, its own stage) and the run reads that store.
++ stack.save, its own stage) and the run reads that store. --config gives RunConfig sections
+as JSON (e.g. '{"dem_error": {"enabled": true}}'), the defaults otherwise.
 `inversion` times the weighted network inversion alone (what MintPy's ifgram_inversion does):
 coherence -> weights 1/sigma^2 with the Cramer-Rao phase variance
 sigma^2 = (1 - g^2) / (2 L g^2) (Rodriguez & Martin 1992), the reference pixel's phase taken
@@ -84,7 +85,8 @@ def e2e(args: argparse.Namespace) -> dict:
     from mtinsar.output import write_results
     from mtinsar.pipeline import load_input, run_sbas
 
-    cfg = RunConfig()
+    sections = json.loads(args.config)
+    cfg = RunConfig.model_validate(sections)
     sampler = RssSampler()
     source = args.frame
     if args.via_store is not None:
@@ -98,9 +100,8 @@ def e2e(args: argparse.Namespace) -> dict:
         stack = load_input(source, cfg)
     if args.ref_y is not None:  # the reference is given in pixels: as lon/lat for the config
         lon, lat = float(stack["x"][args.ref_x]), float(stack["y"][args.ref_y])
-        cfg = RunConfig.model_validate(
-            {"reference": {"lon": lon, "lat": lat, "radius": args.radius}}
-        )
+        reference = {"lon": lon, "lat": lat, "radius": args.radius}
+        cfg = RunConfig.model_validate({**sections, "reference": reference})
     with sampler.stage("run_sbas"):
         run = run_sbas(stack, cfg)
     with sampler.stage("write_results"):
@@ -113,6 +114,7 @@ def e2e(args: argparse.Namespace) -> dict:
         displacement=res["displacement"].values.astype(np.float32),
         velocity=res["velocity"].values.astype(np.float32),
         mask=res["mask"].values,
+        **({"dem_error": res["dem_error"].values} if "dem_error" in res else {}),
     )
     return {
         "stages": sampler.stages,
@@ -182,6 +184,7 @@ def main() -> None:
     p.add_argument("--ref-x", type=int)
     p.add_argument("--radius", type=int, default=0)
     p.add_argument("--via-store", type=Path, help="ingest to this Zarr store first")
+    p.add_argument("--config", default="{}", help="RunConfig sections as JSON")
     p = sub.add_parser("inversion")
     p.add_argument("stack", type=Path)
     p.add_argument("ref_y", type=int)

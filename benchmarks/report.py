@@ -226,13 +226,23 @@ def _accuracy(acc: dict) -> list[str]:
         "",
         f"Wall time / peak RSS in this run: mtinsar end to end "
         f"{_fmt(t['mtinsar_e2e']['wall_s'])} s / {_fmt(t['mtinsar_e2e']['peak_rss_mib'], 0)} "
-        f"MiB; mtinsar weighted inversion {_fmt(t['mtinsar_inversion']['wall_s'])} s / "
+        f"MiB{_like_timing(t)}; mtinsar weighted inversion "
+        f"{_fmt(t['mtinsar_inversion']['wall_s'])} s / "
         f"{_fmt(t['mtinsar_inversion']['peak_rss_mib'], 0)} MiB; MintPy smallbaselineApp "
         f"{_fmt(t['mintpy_smallbaselineApp']['wall_s'])} s / "
         f"{_fmt(t['mintpy_smallbaselineApp']['peak_rss_mib'], 0)} MiB.",
         "",
     ]
     return lines
+
+
+def _like_timing(timings: dict) -> str:
+    """The like-MintPy runs' wall time and peak RSS (runs before these variants have none)."""
+    return "".join(
+        f"; {name.replace('_', ' ')} {_fmt(t['wall_s'])} s / {_fmt(t['peak_rss_mib'], 0)} MiB"
+        for name, t in timings.items()
+        if name.startswith("mtinsar_like_mintpy")
+    )
 
 
 def _large(large: dict) -> list[str]:

@@ -112,15 +112,16 @@ def test_the_dem_part_of_a_noisy_error_is_removed(frames, seed):
     assert after <= 0.5 * before, (before, after)
 
 
-@pytest.mark.parametrize("seed", [0, 3])
+@pytest.mark.parametrize("seed", [0, 1, 3])
 def test_clean_scene_is_left_alone(frames, seed):
-    """Exactly, when the deformation model holds what the scene does; nearly, otherwise.
+    """With the default model too, though the scene does more than it describes.
 
     The simulated deformation has an acceleration (in MintPy's default quadratic model),
-    an annual term and a step at `step_date` (not in it). With those in the model, a clean
-    scene is untouched. With the default model, the unmodelled part leaks into the DEM
-    error in proportion to its correlation with the baselines; on seed 3 (baselines
-    drifting by ~40 m/yr) that costs 0.4 mm/yr: bounded here by 1 mm/yr.
+    an annual term and a 3 cm step at `step_date` (not in it). With those in the model, a
+    clean scene is untouched. With the default model the unmodelled part leaks into the DEM
+    error in proportion to its correlation with the baselines: MintPy's estimator (least
+    squares on the phase) loses 0.03 mm/yr on seed 1 and 0.40 mm/yr on seed 3; the phase
+    velocity with Tukey reweighting (default) 0.002 and 0.006 mm/yr, under CLEAN_FLOOR.
     """
     truth, stack, result = frames(f"clean{seed}", seed=seed)
     t0 = result["time"].values[0]
@@ -130,10 +131,32 @@ def test_clean_scene_is_left_alone(frames, seed):
     after = _velocity_rmse(result, truth, corrected)
     assert after <= 1.05 * before + CLEAN_FLOOR, (before, after)
     corrected, _ = _correct(stack, result)
-    assert _velocity_rmse(result, truth, corrected) <= 1e-3
+    after = _velocity_rmse(result, truth, corrected)
+    assert after <= 1.05 * before + CLEAN_FLOOR, (before, after)
+    corrected, _ = _correct(stack, result, phase_velocity=False, robust=False)
+    leak = _velocity_rmse(result, truth, corrected)
+    assert leak >= 3 * after  # the regression this guards against: 10x and more here
 
 
-def test_pixels_missing_dates_are_solved_on_their_valid_dates():
+def test_unmodelled_step_does_not_bias_a_noisy_dem_correction(frames):
+    """Seed 3 (decorrelation noise, 10 m DEM error, default quadratic model): the corrected
+    velocity is as good as the same noise realisation without any DEM error.
+
+    Measured: 0.98 mm/yr before, 0.437 after, 0.444 for the scene without DEM error
+    (uncorrected); MintPy's estimator 0.595, as it takes part of the step for DEM error.
+    """
+    truth, stack, result = frames("dem_noisy3", dem_error=True, decorrelation=True, seed=3)
+    _, _, no_dem = frames("noisy3", decorrelation=True, seed=3)
+    floor = _velocity_rmse(no_dem, truth, no_dem["displacement"].values)
+    corrected, _ = _correct(stack, result)
+    after = _velocity_rmse(result, truth, corrected)
+    assert after <= 1.02 * floor, (floor, after)
+    corrected, _ = _correct(stack, result, phase_velocity=False, robust=False)
+    assert _velocity_rmse(result, truth, corrected) >= 1.2 * floor  # the method matters here
+
+
+@pytest.mark.parametrize("estimator", [{}, {"phase_velocity": False, "robust": False}])
+def test_pixels_missing_dates_are_solved_on_their_valid_dates(estimator):
     rng = np.random.default_rng(1)
     n, shape = 25, (6, 7)
     t = np.sort(rng.uniform(0, 2, n))
@@ -148,7 +171,7 @@ def test_pixels_missing_dates_are_solved_on_their_valid_dates():
     cube = cube - cube[0]
     cube[3:9, 1, 2] = np.nan  # a few dates missing: still solvable
     cube[2:, 4, 4] = np.nan  # two dates left: too few for 4 parameters
-    corrected, fit = correct_dem_error(cube, bperp, incidence, t, poly_order=2)
+    corrected, fit = correct_dem_error(cube, bperp, incidence, t, poly_order=2, **estimator)
     solvable = np.ones(shape, bool)
     solvable[4, 4] = False
     np.testing.assert_allclose(fit.dem_error[solvable], dz[solvable], atol=1e-6)

@@ -119,6 +119,8 @@ def _dem_error(
         poly_order=max(dc.poly_order, 2 if model.acceleration else 1),
         periods=sorted(periods),
         step_years=years_since(steps, dates[0]) if steps.size else (),
+        phase_velocity=dc.phase_velocity,
+        robust=dc.robust,
         **ref,
     )
     out.layers["dem_error"] = fit.dem_error.astype(np.float32)
