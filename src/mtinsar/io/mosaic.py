@@ -111,7 +111,7 @@ class Grid:
         t = self.transform
         return (
             f"{self.shape[0]}x{self.shape[1]} px, origin ({t.c:.7f}, {t.f:.7f}), "
-            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {self.crs.to_string()}"
+            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {self.crs.to_string() if self.crs else 'none'}"
         )
 
 
