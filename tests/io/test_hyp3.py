@@ -132,6 +132,14 @@ def test_geometry_metadata_and_grid(scene, written, full_stack):
     np.testing.assert_array_equal(zipped["unw"].values, ds["unw"].values)
     np.testing.assert_array_equal(zipped["conncomp"].values, np.isfinite(ds["unw"].values))
     assert "conncomp" not in ds
+    # Multilooked labels: a 2 x 2 block keeps its label only where its 4 pixels share it.
+    looked = read_hyp3(written["zips"], IngestConfig(multilook=2, chunk_size=16))
+    labels = zipped["conncomp"].values[:, :40, :50].reshape(-1, 20, 2, 25, 2)
+    same = labels.min(axis=(2, 4)) == labels.max(axis=(2, 4))
+    np.testing.assert_array_equal(
+        looked["conncomp"].values, np.where(same, labels[:, :, 0, :, 0], 0)
+    )
+    assert looked["conncomp"].chunks[1:] == ((16, 4), (16, 9))
 
 
 def test_metadata_parsing_and_relative_orbit(scene, written):
