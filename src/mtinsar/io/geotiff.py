@@ -52,7 +52,7 @@ import fnmatch
 import logging
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -426,6 +426,15 @@ def normalise_los(geometry: dict[str, np.ndarray]) -> None:
     geometry["incidence"] = np.degrees(np.arccos(up)).astype(np.float32)
 
 
+def progress_bar(items: Sequence[Any], enabled: bool, desc: str, unit: str) -> Iterable[Any]:
+    """`items`, shown as a tqdm progress bar when `enabled`."""
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit=unit)
+
+
 def parse_pair_label(ref: str, sec: str, where: str) -> tuple[np.datetime64, np.datetime64]:
     """(ref, sec) dates from two date strings (YYYYMMDD, YYYY-MM-DD or DDMonYYYY)."""
     fix = "name pairs earlier date first, e.g. YYYYMMDD_YYYYMMDD"
@@ -479,7 +488,7 @@ def read_geotiff(
     """
     config = config or IngestConfig()
     root = remote.as_path(path)
-    found = _discover(root, config)
+    found = _discover(root, config, progress)
     labels = sorted(found.unw, key=lambda k: (found.unw[k][0], found.unw[k][1]))
     refs = np.array([found.unw[k][0] for k in labels])
     secs = np.array([found.unw[k][1] for k in labels])
@@ -583,7 +592,7 @@ def _pair_dates(
     return dates, info
 
 
-def _discover(root: Path, config: IngestConfig) -> _Found:
+def _discover(root: Path, config: IngestConfig, progress: bool = False) -> _Found:
     if not root.is_dir():
         raise InputError(
             f"{root}: no such folder; point at the folder holding one unwrapped-phase GeoTIFF "
@@ -592,7 +601,7 @@ def _discover(root: Path, config: IngestConfig) -> _Found:
     unw: dict[str, tuple[np.datetime64, np.datetime64, RasterInfo]] = {}
     coh: dict[str, RasterInfo] = {}
     dems: list[Path] = []
-    for file in _tifs(root):
+    for file in progress_bar(list(_tifs(root)), progress, "reading headers", "file"):
         role = _role(file, config)
         if role is None:
             logger.debug("%s: matches no file pattern; ignored", file)

@@ -66,6 +66,7 @@ from mtinsar.io.geotiff import (
     normalise_los,
     parse_pair_label,
     probe,
+    progress_bar,
     read_layer,
     read_stack,
     stack_grid,
@@ -205,7 +206,7 @@ def read_hyp3(
     opened = [products[i].open() for i in kept]
     meta = [_metadata(p) for p in opened]
     attrs = _stack_attributes(opened, meta, config)
-    pairs = [_pair_files(p) for p in opened]
+    pairs = [_pair_files(p) for p in progress_bar(opened, progress, "reading headers", "pair")]
     infos = [f for p in pairs for f in (p.unw, p.coh) + ((p.conncomp,) if p.conncomp else ())]
     fix = f"reprocess the product with the stack's others, or {_EXCLUDE_FIX}"
     grid, area = stack_grid(infos, config, str(root), fix)
