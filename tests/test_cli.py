@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
+from affine import Affine
 
 from mtinsar.simulate import load_truth
 
@@ -129,13 +130,14 @@ def _break_name(frame):
 
 
 def _break_grid(frame):
+    """A grid that cannot be aligned: the pair's phase placed 1 degree east of the others."""
     pair = _first_pair(frame)
     f = pair / f"{pair.name}.geo.unw.tif"
     with rasterio.open(f) as src:
         data, profile = src.read(1), src.profile
-    profile.update(width=profile["width"] - 1)
+    profile.update(transform=profile["transform"] * Affine.translation(1000, 0))
     with rasterio.open(f, "w", **profile) as dst:
-        dst.write(data[:, :-1], 1)
+        dst.write(data, 1)
     return f.name
 
 

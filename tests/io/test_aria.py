@@ -1,5 +1,6 @@
 """ARIA GUNW reader on simulated products: acceptance vs LiCSAR, sign, geometry, frames, errors."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from mtinsar.io.aria import (
     is_aria,
     read_aria,
 )
-from mtinsar.io.licsar import read_licsar
+from mtinsar.io.licsar import read_licsar, read_licsar_config
 from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.aria import DEM_FILE, INCIDENCE_PER_M, write_aria
@@ -217,6 +218,23 @@ def test_bbox_and_multilook_match_the_licsar_read(written, scene):
     np.testing.assert_allclose(aria["x"], lic["x"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(aria["y"], lic["y"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(aria["unw"], lic["unw"], rtol=0, atol=1e-5)
+
+
+def test_polygon_across_two_frames_matches_the_licsar_read(written, scene):
+    """A lon/lat triangle over the frames' overlap: the mosaic is masked like the LiCSAR read
+    (pixels whose centre is outside are no data), with multilooking."""
+    y, x = scene.truth["y"].values, scene.truth["x"].values
+    ring = [[x[4], y[3]], [x[34], y[12]], [x[14], y[33]]]
+    polygon = json.dumps({"type": "Polygon", "coordinates": [[*ring, ring[0]]]})
+    cfg = IngestConfig(polygon=polygon, multilook=2)
+    aria = read_aria(written["two"], cfg)
+    lic = read_licsar_config(written["licsar"], cfg)
+    np.testing.assert_allclose(aria["x"], lic["x"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(aria["y"], lic["y"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(np.isnan(aria["unw"]), np.isnan(lic["unw"]))
+    np.testing.assert_allclose(aria["unw"], lic["unw"], rtol=0, atol=1e-5)
+    outside = np.isnan(lic["coh"].values).all(axis=0)
+    assert 0.2 < outside.mean() < 0.8  # the triangle masks part of its bounding box
 
 
 def test_pair_selection_and_detection(written, tiny, tmp_path):

@@ -13,11 +13,12 @@ from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
+from mtinsar.io import mosaic
 from mtinsar.io.geotiff import is_geotiff, read_geotiff
 from mtinsar.io.licsar import read_licsar
 from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
-from mtinsar.simulate.geotiff import write_geotiff_stack, write_tif
+from mtinsar.simulate.geotiff import shifted_grid, write_geotiff_stack, write_tif
 from mtinsar.simulate.score import referenced_truth, score_result
 
 
@@ -214,16 +215,51 @@ def test_missing_wavelength_needs_the_config(written, tmp_path):
     assert ds.attrs["wavelength"] == 0.0555
 
 
-def test_pair_whose_grid_differs(written, tmp_path):
+def test_pair_off_the_lattice_is_resampled(scene, full_stack, tmp_path):
+    """One pair written half a pixel off the others' lattice is resampled onto it; the other
+    pairs are copied exactly.
+
+    Scored on the same pixels, after removing the mean velocity error (the resampled
+    coherence moves the reference pixel, whose own error offsets every velocity: plain RMSE
+    0.01316 vs 0.01489 m/yr). Measured, seed 5: 0.012221 m/yr vs 0.012204 aligned (+0.14 %);
+    bilinear resampling averages neighbouring pixels of 1 of 33 pairs. Tolerance 2 %.
+    """
+    grid = mosaic.Grid(full_stack.rio.transform(), (40, 50), full_stack.rio.crs)
+    moved = {4: shifted_grid(grid, 0.5, 0.5)}
+    ds = read_geotiff(write_geotiff_stack(scene, tmp_path / "shifted", pair_grids=moved))
+    # The shifted pair does not cover the first row and column wholly: the common area.
+    assert (ds.sizes["y"], ds.sizes["x"]) == (39, 49)
+    np.testing.assert_allclose(ds["x"].values, full_stack["x"].values[1:], rtol=0, atol=1e-9)
+    others = np.delete(np.arange(ds.sizes["pair"]), 4)
+    np.testing.assert_array_equal(
+        ds["unw"].values[others], full_stack["unw"].values[others, 1:, 1:]
+    )
+    diff = ds["unw"].values[4] - full_stack["unw"].values[4, 1:, 1:]
+    assert np.isfinite(diff).mean() > 0.9 and 0 < np.nanmedian(np.abs(diff)) < 1.0
+    truth = scene.truth.isel(y=slice(1, None), x=slice(1, None))
+    aligned = full_stack.isel(y=slice(1, None), x=slice(1, None))
+    aligned = aligned.rio.write_transform(ds.rio.transform())
+    rmse, rmse0 = (
+        score_result(run_sbas(s, RunConfig()).result, truth)["velocity_rmse_demeaned"]
+        for s in (ds, aligned)
+    )
+    assert abs(rmse - rmse0) <= 0.02 * rmse0, (rmse, rmse0)
+
+
+def test_grids_that_cannot_be_placed(written, tmp_path):
     folder = copy_of(written[1], tmp_path)
     odd = sorted(folder.glob("*_coh.tif"))[2]
     with rasterio.open(odd) as src:
-        t = src.transform
-    rewrite(odd, transform=Affine(t.a * 2, 0, t.c, 0, t.e * 2, t.f))
-    with pytest.raises(InputError, match=f"{odd.name}: grid .* different pixel size.*gdalwarp"):
+        t, data = src.transform, src.read(1)
+    far = Affine(t.a, 0, t.c + 200 * t.a, 0, t.e, t.f)  # 0.2 deg east: no overlap
+    rewrite(odd, transform=far)
+    with pytest.raises(
+        InputError, match=f"grids cannot be aligned: .*{odd.name}.*does not overlap"
+    ):
         read_geotiff(folder)
-    rewrite(odd, transform=Affine(t.a, 0, t.c + t.a / 2, 0, t.e, t.f))
-    with pytest.raises(InputError, match=f"{odd.name}: grid .* origin shifted by a fraction"):
+    odd.unlink()  # off the lattice and without CRS: it cannot be placed on the others
+    write_tif(odd, data, None, Affine(t.a, 0, t.c + t.a / 2, 0, t.e, t.f))
+    with pytest.raises(InputError, match=f"{odd.name}: grid .* has no CRS.*gdalwarp -tap"):
         read_geotiff(folder)
 
 

@@ -204,10 +204,13 @@ def test_missing_geometry_is_nan_with_warning(tmp_path, caplog):
     assert ds.attrs["frame"] == FRAME  # from the portal path .../021/{frame}
 
 
-def test_geometry_on_another_grid_is_an_error(frame):
+def test_geometry_on_a_larger_grid_or_another_frame(frame):
     hgt = frame.meta_dir / f"{FRAME}.geo.hgt.tif"
-    write_tif(hgt, np.ones((NY, NX + 1), dtype=np.float32))
-    with pytest.raises(InputError, match=f"{hgt}: grid .* differs"):
+    wider = np.arange(NY * (NX + 1), dtype=np.float32).reshape(NY, NX + 1) + 1
+    write_tif(hgt, wider)  # one more column on the same lattice: its pixels are copied
+    np.testing.assert_array_equal(read_licsar(frame.root)["height"].values, wider[:, :NX])
+    write_tif(hgt, wider, Affine(POSTING, 0.0, 20.0, 0.0, -POSTING, 45.0))  # elsewhere
+    with pytest.raises(InputError, match=f"{hgt}: does not cover .*metadata files of the same"):
         read_licsar(frame.root)
 
 
@@ -440,20 +443,37 @@ def test_duplicate_pair_names_both_paths(frame):
     assert str(frame.unw_file(0)) in message and str(frame.ifg_dir / "backup") in message
 
 
-def test_grid_mismatch_names_both_files(frame):
-    shifted = Affine(POSTING, 0.0, 10.0005, 0.0, -POSTING, 45.0)
-    write_tif(frame.unw_file(3), np.ones((NY, NX), np.float32), shifted)
-    with pytest.raises(InputError) as err:
-        read_licsar(frame.root)
-    message = str(err.value)
-    assert str(frame.unw_file(3)) in message and str(frame.unw_file(0)) in message
-    assert "origin (10.0005000" in message and "origin (10.0000000" in message
+def test_pair_off_the_lattice_is_resampled(frame):
+    """Pair 3 written half a pixel east of the others' lattice: resampled onto it. Its phase
+    is a plane in x and y, which bilinear resampling reproduces, so the resampled values are
+    the plane at the lattice's pixel centres; the other pairs are copied exactly."""
+    i, j = PAIRS[3]
+    rows, cols = np.mgrid[0:NY, 0:NX]
+    rate = 1.0 + rows / NY + (cols + 0.5) / 100.0  # the plane at the shifted pixel centres
+    shifted = Affine(POSTING, 0.0, 10.0 + POSTING / 2, 0.0, -POSTING, 45.0)
+    write_tif(frame.unw_file(3), (-(j - i) * 0.7 * rate).astype(np.float32), shifted)
+    ds = read_licsar(frame.root)
+    # The shifted file covers only half of the first column: the common area starts at col 1.
+    assert ds.sizes["x"] == NX - 1 and ds["x"].values[0] == pytest.approx(10.0 + 1.5 * POSTING)
+    others = [k for k in range(len(PAIRS)) if k != 3]
+    np.testing.assert_array_equal(ds["unw"].values[others], frame.unw[others][:, :, 1:])
+    np.testing.assert_allclose(ds["unw"].values[3], frame.unw[3][:, 1:], rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(ds["coh"].values, frame.coh[:, :, 1:])
 
 
-def test_shape_mismatch_of_coherence(frame):
-    write_tif(frame.cc_file(2), np.ones((NY - 1, NX), np.uint8))
-    with pytest.raises(InputError, match=f"{frame.cc_file(2)}: grid \\(11x16 px"):
+def test_grids_without_overlap_name_the_file(frame):
+    far = Affine(POSTING, 0.0, 11.0, 0.0, -POSTING, 45.0)  # 1 deg east of the others
+    write_tif(frame.unw_file(3), np.ones((NY, NX), np.float32), far)
+    with pytest.raises(InputError, match=f"cannot be aligned: {frame.unw_file(3)} .*not overlap"):
         read_licsar(frame.root)
+
+
+def test_smaller_coherence_crops_the_stack(frame):
+    write_tif(frame.cc_file(2), np.full((NY - 1, NX), 255, np.uint8))
+    ds = read_licsar(frame.root)
+    assert ds.sizes["y"] == NY - 1
+    np.testing.assert_array_equal(ds["unw"].values, frame.unw[:, : NY - 1])
+    np.testing.assert_array_equal(ds["coh"].values[2], np.ones((NY - 1, NX), np.float32))
 
 
 def test_truncated_geotiff(frame):

@@ -1,10 +1,13 @@
 """MintPy HDF5 export/import, checked against the simulator's truth and MintPy's layout."""
 
+import json
 import shutil
 
 import h5py
 import numpy as np
 import pytest
+import shapely
+from pyproj import Transformer
 
 from mtinsar import grid as gridlib
 from mtinsar import stack as stack_store
@@ -187,6 +190,40 @@ def test_selection_reads_only_what_is_asked(exported, tmp_path):
     np.testing.assert_allclose(got["x"].values, x[4:28].reshape(-1, 2).mean(1), atol=1e-11)
     np.testing.assert_allclose(got["y"].values, y[6:22].reshape(-1, 2).mean(1), atol=1e-11)
     assert got.attrs["multilook"] == 2
+
+
+def test_polygon_in_another_crs_masks_pixels_by_centre(exported):
+    """The shared selection (`mtinsar.io.select`): a GeoJSON triangle in UTM crops the read to
+    its bounds and sets the pixels whose centre lies outside it to no data."""
+    stack, work = exported
+    x, y = stack["x"].values, stack["y"].values
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32614", always_xy=True)
+    step = x[1] - x[0]  # corners a third of a pixel off the centres: no centre on an edge
+    corners = [(x[3] + step / 3, y[4]), (x[30], y[8] - step / 3), (x[10] - step / 3, y[25])]
+    ring = [list(to_utm.transform(lon, lat)) for lon, lat in corners]
+    doc = {
+        "type": "Polygon",
+        "coordinates": [[*ring, ring[0]]],
+        "crs": {"type": "name", "properties": {"name": "EPSG:32614"}},
+    }
+    got = read_mintpy(work, IngestConfig(polygon=json.dumps(doc)))
+    # Expected independently: pixel centres, in UTM, inside the UTM triangle.
+    xx, yy = to_utm.transform(*np.meshgrid(x, y))
+    inside = shapely.intersects_xy(shapely.Polygon(ring), xx, yy)
+    # The read window: the pixels overlapping the polygon's bounds (one pixel more than the
+    # centres inside it, at most, on each side).
+    r0, c0 = (
+        int(np.flatnonzero(y == got["y"].values[0])[0]),
+        int(np.flatnonzero(x == got["x"].values[0])[0]),
+    )
+    window = (slice(r0, r0 + got.sizes["y"]), slice(c0, c0 + got.sizes["x"]))
+    rows, cols = np.flatnonzero(inside.any(1)), np.flatnonzero(inside.any(0))
+    assert rows[0] - 1 <= r0 <= rows[0] and rows[-1] < window[0].stop <= rows[-1] + 2
+    assert cols[0] - 1 <= c0 <= cols[0] and cols[-1] < window[1].stop <= cols[-1] + 2
+    expected = np.where(inside[window], stack["unw"].values[:, *window], np.nan)
+    np.testing.assert_array_equal(got["unw"].values, expected)
+    assert np.isnan(got["coh"].values[:, ~inside[window]]).all()
+    np.testing.assert_array_equal(got["height"].values, stack["height"].values[window])
 
 
 def test_lazy_stack_exports_the_same_file(exported, tmp_path):

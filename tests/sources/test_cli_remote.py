@@ -10,7 +10,7 @@ import xarray as xr
 
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.sources import remote
-from sources.s3_server import make_bucket, moto_s3
+from sources.s3_server import closed_port, make_bucket, moto_s3
 
 BUCKET = "cli-bucket"
 
@@ -47,3 +47,15 @@ def test_ingest_and_run_from_object_storage(s3, tmp_path):
     np.testing.assert_allclose(remote_v, local_v, atol=1e-7)
     proc = mtinsar("run", f"s3://{BUCKET}/nothing", tmp_path / "x", *endpoint, "-q")
     assert proc.returncode == 2 and f"s3://{BUCKET}/nothing" in proc.stderr
+
+
+def test_unreachable_endpoint_fails_with_the_url_and_leaves_no_store(monkeypatch, tmp_path):
+    """Exit 2, the URL and the endpoint named after the retries, and nothing written."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    out = tmp_path / "out" / "stack.zarr"
+    proc = mtinsar("ingest", f"s3://{BUCKET}/frame", out, "--endpoint-url", endpoint, "-q")
+    assert proc.returncode == 2, proc.stderr
+    assert f"s3://{BUCKET}/frame: unreachable at endpoint {endpoint}" in proc.stderr
+    assert not out.exists() and not any(tmp_path.rglob("*.zarr*"))

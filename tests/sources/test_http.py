@@ -20,6 +20,7 @@ from test_remote import _bbox_fraction, _product_bytes, _to_cog
 
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
+from mtinsar.io.mintpy import write_mintpy
 from mtinsar.io.products import detect_format, read_products
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.aria import write_aria
@@ -36,6 +37,7 @@ def site(tmp_path_factory):
     small = simulate_scene(SceneConfig(ny=24, nx=20, n_dates=5, seed=8))
     write_aria(small, root / "gunw")
     write_isce(small, root / "tops")
+    write_mintpy(small.to_ifgstack(), root / "mintpy" / "inputs")
     with serve_folder(root) as server:
         yield root, server
 
@@ -58,7 +60,7 @@ def test_server_honours_byte_ranges(site):
 
 
 @pytest.mark.parametrize(("folder", "fmt"), [("frame", "licsar"), ("gunw", "aria"),
-                                             ("tops", "isce")])  # fmt: skip
+                                             ("tops", "isce"), ("mintpy", "mintpy")])  # fmt: skip
 def test_products_over_http_equal_local(site, folder, fmt):
     root, server = site
     url = f"{server.url}/{folder}"

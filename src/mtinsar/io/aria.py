@@ -50,7 +50,7 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -119,13 +119,9 @@ _REDOWNLOAD = "download the product again"
 _BPERP_SAMPLES = 200
 #: Pixels per block when interpolating cubes (bounds the memory of the point arrays).
 _CUBE_BLOCK_PX = 1 << 20
-#: Bytes per ranged request when a GUNW file is read from object storage / HTTP. HDF5
-#: metadata is scattered in small pieces and a compressed chunk is tens of kB: on simulated
-#: GUNW files (128 x 128 chunks) a 5 % bbox moves 26 % of the bytes with 16 KiB blocks,
-#: 35 % with 32 KiB, 62 % with 64 KiB and 180 % with 256 KiB (each file is opened at
-#: inspection, for bperp, for the geometry cubes and once per computed pixel block it
-#: reaches, and re-reads its metadata blocks each time).
-REMOTE_BLOCK_BYTES = 32 * 1024
+#: Bytes per ranged request when a GUNW file is read from object storage / HTTP (the choice
+#: is measured at `remote.HDF5_BLOCK_BYTES`).
+REMOTE_BLOCK_BYTES = remote.HDF5_BLOCK_BYTES
 
 
 @dataclass(frozen=True)
@@ -279,24 +275,9 @@ def _open(path: Path | remote.RemotePath, opener: Any = h5netcdf.File) -> Iterat
     A remote file is handed to HDF5 as an fsspec file object: HDF5 seeks to the metadata
     and chunks it needs and each read becomes a ranged request (of `REMOTE_BLOCK_BYTES`,
     cached), so a window costs its chunks, not the file."""
-    with ExitStack() as stack:
-        target: Any = path
-        if remote.is_remote(path):
-            url = str(path)
-            fs = remote.filesystem(url)
-            target = stack.enter_context(
-                remote.call_with_retries(
-                    lambda: fs.open(
-                        remote.strip_scheme(url),
-                        "rb",
-                        block_size=REMOTE_BLOCK_BYTES,
-                        cache_type="blockcache",
-                    ),
-                    url,
-                    "opening",
-                )
-            )
-        yield stack.enter_context(_open_hdf5(path, target, opener))
+    with remote.open_file(path, REMOTE_BLOCK_BYTES) as target:
+        with _open_hdf5(path, target, opener) as handle:
+            yield handle
 
 
 @contextmanager

@@ -34,10 +34,15 @@ incidence and the heading for a right-looking sensor (NaN if either is absent); 
 without the metadata. The inversion needs none of them.
 
 No data: the file's nodata value and non-finite values; coherence stored as uint8 is 0-255
-(= coh x 255). Grids: every file must have the same CRS and pixel size, on one pixel lattice;
-extents may differ, and the stack covers their intersection (or the selection inside it).
+(= coh x 255). Grids (`stack_grid`, `mtinsar.io.mosaic`): the stack lies on the pixel lattice
+of the first phase file and covers the intersection of all files (or the selected bbox/polygon
+inside their union). Files on that lattice (same CRS and posting, origins whole pixels apart)
+are copied pixel for pixel; files on another lattice (other posting, sub-pixel shift) or in
+another CRS are resampled onto it by GDAL's warper, bilinear (nearest for labels), window by
+window. A file that does not overlap the others or the selection is an error naming it; so is
+a file without CRS off the first file's lattice (it cannot be placed).
 
-The raster helpers here (`RasterGrid`, `open_raster`, `common_grid`, `read_stack`...) are
+The raster helpers here (`RasterInfo`, `open_raster`, `stack_grid`, `read_stack`...) are
 shared by the other GeoTIFF-based readers (`mtinsar.io.hyp3`).
 """
 
@@ -47,10 +52,11 @@ import fnmatch
 import logging
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,13 +66,14 @@ import rasterio
 import rasterio.errors
 import rioxarray  # noqa: F401 - registers the .rio accessor used below
 import xarray as xr
-from affine import Affine
 from rasterio.crs import CRS
+from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
+from mtinsar.io import mosaic
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
 from mtinsar.sources import remote
 from mtinsar.stack import validate
@@ -94,28 +101,13 @@ _EXCLUDE_FIX = "exclude the pair with ingest.exclude_pairs (CLI: --exclude-pair)
 
 
 @dataclass(frozen=True)
-class RasterGrid:
-    """Shape, north-up affine transform and CRS of one raster."""
-
-    shape: tuple[int, int]
-    transform: Affine
-    crs: CRS | None
-
-    def __str__(self) -> str:
-        t = self.transform
-        crs = self.crs.to_string() if self.crs else "none"
-        return (
-            f"{self.shape[0]}x{self.shape[1]} px, origin ({t.c:.9g}, {t.f:.9g}), "
-            f"pixel ({t.a:.9g}, {t.e:.9g}), CRS {crs}"
-        )
-
-
-@dataclass(frozen=True)
 class RasterInfo:
-    """What a header read tells about a raster: grid, nodata, dtype and GDAL tags."""
+    """What a header read tells about a raster: grid, nodata, dtype and GDAL tags.
+
+    `grid.crs` is None for a file without georeferencing of its CRS."""
 
     path: str
-    grid: RasterGrid
+    grid: mosaic.Grid
     nodata: float | None
     dtype: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -145,98 +137,57 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
 
 
 def probe(path: str, fix: str) -> RasterInfo:
-    """Header of `path` (no pixel read); checks it is a north-up single-band raster."""
+    """Header of `path` (no pixel read); checks it is a north-up raster."""
     with open_raster(path, fix) as src:
-        grid = RasterGrid((int(src.height), int(src.width)), src.transform, src.crs)
-        info = RasterInfo(path, grid, src.nodata, src.dtypes[0], dict(src.tags()))
+        transform, shape, crs = src.transform, (int(src.height), int(src.width)), src.crs
+        nodata, dtype, tags = src.nodata, src.dtypes[0], dict(src.tags())
     try:
-        gridlib.check_north_up(grid.transform)
+        grid = mosaic.Grid(transform, shape, crs)
     except ValueError as exc:
         raise InputError(
             f"{path}: {exc}; reproject it to a north-up grid (e.g. gdalwarp)"
         ) from None
-    return info
+    return RasterInfo(path, grid, nodata, dtype, tags)
 
 
-def common_grid(infos: Sequence[RasterInfo], fix: str) -> RasterGrid:
-    """The intersection of the grids of `infos`, which must share CRS, pixel size and lattice.
+def stack_grid(
+    infos: Sequence[RasterInfo], config: IngestConfig, source: str, fix: str
+) -> tuple[mosaic.Grid, AreaSelection]:
+    """(base grid, selection on it) every raster of a stack is put on (`mosaic`).
 
-    Raises InputError naming the first file whose grid cannot be aligned with the first one
-    (different CRS or pixel size, origin off the pixel lattice) or when the extents do not
-    overlap at all.
+    The base grid lies on the pixel lattice of ``infos[0]``: the intersection of all the
+    rasters' footprints, or, when `config` selects a bbox/polygon, their union cropped by
+    `select_area`. Rasters on that lattice are later copied pixel for pixel, the others
+    (another posting, a fractional-pixel shift, another CRS such as the neighbouring UTM zone)
+    resampled onto it (`mosaic.warp_onto`). Raises InputError naming the file that does not
+    overlap the others or the selection, or whose grid cannot be placed (no CRS, off lattice).
     """
     first = infos[0]
-    g0 = first.grid
-    x_min, y_min, x_max, y_max = gridlib.extent(g0.transform, g0.shape)
     for info in infos[1:]:
-        g = info.grid
-        problem = _alignment_problem(g, g0)
-        if problem:
+        g, g0 = info.grid, first.grid
+        if (g.crs is None or g0.crs is None) and not mosaic.is_aligned(g, g0):
+            bare = info.path if g.crs is None else first.path
             raise InputError(
-                f"{info.path}: grid ({g}) cannot be aligned with that of {first.path} ({g0}): "
-                f"{problem}. Every raster of a stack must share CRS, pixel size and pixel "
-                f"lattice; resample it onto the others' grid (e.g. gdalwarp -tap) or {fix}"
+                f"{info.path}: grid ({g}) is not on the pixel lattice of {first.path} ({g0}) "
+                f"and {bare} has no CRS, so it cannot be resampled; add the CRS to the file "
+                f"(e.g. gdal_edit.py -a_srs), resample it onto the others' grid (gdalwarp "
+                f"-tap), or {fix}"
             )
-        e = gridlib.extent(g.transform, g.shape)
-        x_min, y_min = max(x_min, e[0]), max(y_min, e[1])
-        x_max, y_max = min(x_max, e[2]), min(y_max, e[3])
-    t0 = g0.transform
-    col0 = round((x_min - t0.c) / t0.a)
-    row0 = round((y_max - t0.f) / t0.e)
-    ncol = round((x_max - x_min) / t0.a)
-    nrow = round((y_min - y_max) / t0.e)
-    if ncol <= 0 or nrow <= 0:
-        raise InputError(
-            f"the rasters of the stack do not overlap (e.g. {first.path} and "
-            f"{infos[-1].path}); keep products of one area, or {fix}"
+    footprints = [[info.grid] for info in infos]
+    labels = [info.path for info in infos]
+    selected = config.bbox is not None or config.polygon is not None
+    base = mosaic.common_grid(footprints, labels, "union" if selected else "intersection")
+    area = select_area(base.transform, base.shape, base.crs, config, source)
+    mosaic.require_overlap(base.crop(area.window), footprints, labels)
+    resampled = [i.path for i in infos if not mosaic.is_aligned(i.grid, base)]
+    if resampled:
+        logger.info(
+            "%d raster(s) not on the pixel lattice of %s are resampled onto it, e.g. %s",
+            len(resampled),
+            first.path,
+            resampled[0],
         )
-    return RasterGrid((nrow, ncol), gridlib.window_transform(t0, row0, col0), g0.crs)
-
-
-def _alignment_problem(g: RasterGrid, ref: RasterGrid, tol_px: float = 0.01) -> str:
-    """Why `g` is not on `ref`'s lattice ('' if it is)."""
-    if (g.crs is None) != (ref.crs is None) or (g.crs is not None and g.crs != ref.crs):
-        return "different CRS"
-    t, r = g.transform, ref.transform
-    n = max(g.shape)
-    # A pixel-size difference matters once it adds up to tol_px across the grid.
-    if abs(t.a - r.a) * n > tol_px * abs(r.a) or abs(t.e - r.e) * n > tol_px * abs(r.e):
-        return "different pixel size"
-    dc, dr = (t.c - r.c) / r.a, (t.f - r.f) / r.e
-    if abs(dc - round(dc)) > tol_px or abs(dr - round(dr)) > tol_px:
-        return f"origin shifted by a fraction of a pixel ({dc % 1:.3f}, {dr % 1:.3f} px)"
-    return ""
-
-
-def locate(info: RasterInfo, grid: RasterGrid, fix: str) -> tuple[int, int]:
-    """(row, col) of `grid`'s first pixel in the raster `info`, which must contain `grid`."""
-    problem = _alignment_problem(info.grid, grid)
-    t, g = info.grid.transform, grid.transform
-    row = round((g.f - t.f) / t.e)
-    col = round((g.c - t.c) / t.a)
-    if not problem and not (
-        0 <= row
-        and 0 <= col
-        and row + grid.shape[0] <= info.grid.shape[0]
-        and col + grid.shape[1] <= info.grid.shape[1]
-    ):
-        problem = "it does not cover the stack's common area"
-    if problem:
-        raise InputError(
-            f"{info.path}: grid ({info.grid}) does not fit the stack grid ({grid}): {problem}; "
-            f"use the file that belongs to this stack, or {fix}"
-        )
-    return row, col
-
-
-def read_window(
-    info: RasterInfo, grid: RasterGrid, window: gridlib.PixelWindow, fix: str
-) -> np.ndarray:
-    """Band 1 of `info` inside `window` of the stack grid `grid` (only those pixels read)."""
-    row, col = locate(info, grid, fix)
-    win = Window(col + window.col0, row + window.row0, window.width, window.height)
-    with open_raster(info.path, fix) as src:
-        return src.read(1, window=win)
+    return base, area
 
 
 def decode_float(
@@ -270,13 +221,15 @@ def decode_coherence(
 
 
 def multilook_labels(labels: np.ndarray, factor: int) -> np.ndarray:
-    """Block label of an integer label image: the block's label if all its pixels share it,
-    else 0 (SNAPHU's 'not unwrapped')."""
+    """Block label of (..., y, x) integer label images: the block's label if all its pixels
+    share it, else 0 (SNAPHU's 'not unwrapped')."""
     if factor == 1:
         return labels.copy()
-    ny, nx = gridlib.multilook_shape(labels.shape, factor)
-    blocks = labels[: ny * factor, : nx * factor].reshape(ny, factor, nx, factor)
-    low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
+    ny, nx = gridlib.multilook_shape(labels.shape[-2:], factor)
+    lead = labels.shape[:-2]
+    blocks = labels[..., : ny * factor, : nx * factor].reshape(*lead, ny, factor, nx, factor)
+    axes = (len(lead) + 1, len(lead) + 3)
+    low, high = blocks.min(axis=axes), blocks.max(axis=axes)
     return np.where(low == high, low, 0).astype(labels.dtype)
 
 
@@ -303,104 +256,114 @@ class PhaseDecoding:
     zero_is_nodata: bool = False  # 0 marks no data (besides the nodata tag)
 
 
+def _decoder(info: RasterInfo, role: str, decoding: PhaseDecoding) -> Callable[[Any], Any]:
+    """Pixel values of `role` -> float32 IfgStack values (NaN = no data)."""
+    if role == "unw":
+
+        def unw(raw: np.ndarray) -> np.ndarray:
+            values = decode_float(raw, info.nodata, decoding.zero_is_nodata)
+            return values * np.float32(decoding.sign) if decoding.sign != 1.0 else values
+
+        return unw
+    if role == "coh":
+        return lambda raw: decode_coherence(raw, info.nodata, info.path, decoding.zero_is_nodata)
+    return lambda raw: decode_float(raw, info.nodata)
+
+
+def _open_window_reader(
+    path: str, decode: Callable[[Any], Any], fix: str
+) -> AbstractContextManager[mosaic.WindowReader]:
+    """Opener of band 1 of `path` as a `mosaic.WindowReader` of decoded values."""
+
+    @contextmanager
+    def opened() -> Iterator[mosaic.WindowReader]:
+        with open_raster(path, fix) as src:
+
+            def read(win: gridlib.PixelWindow) -> np.ndarray:
+                window = Window(win.col0, win.row0, win.width, win.height)
+                return decode(src.read(1, window=window))
+
+            yield read
+
+    return opened()
+
+
+def source_of(
+    info: RasterInfo,
+    decode: Callable[[Any], Any],
+    fix: str,
+    resampling: Resampling = Resampling.bilinear,
+) -> mosaic.Source:
+    """A lazy `mosaic.Source` of band 1 of `info`, decoded by `decode` window by window."""
+    return mosaic.Source(
+        info.grid, partial(_open_window_reader, info.path, decode, fix), resampling
+    )
+
+
 def read_stack(
     pairs: Sequence[PairFiles],
-    grid: RasterGrid,
+    base: mosaic.Grid,
     area: AreaSelection,
     factor: int,
     decoding: PhaseDecoding,
     chunk_size: int = 256,
-    progress: bool = False,
 ) -> dict[str, da.Array]:
-    """Lazy unw [rad], coh (pair, y, x) float32 and optional conncomp, cropped, multilooked.
+    """Lazy unw [rad], coh (pair, y, x) float32 and optional conncomp on the selection of
+    `base` (`stack_grid`), multilooked by `factor`.
 
-    Every file's header is checked now (alignment with `grid`, coverage), so a bad file fails
-    before any work; pixels are read later, one `chunk_size` x `chunk_size` output block of
-    every pair per task (only the window, through rasterio windows), which bounds memory by
-    the chunk size. Pixels outside the area's polygon are NaN (coherence too).
+    Pixels are read when computed, one `chunk_size` x `chunk_size` output block of every
+    pair per task, each reading only the source windows under it (`mosaic.lazy_layer`), which
+    bounds memory by the chunk size. Rasters on `base`'s lattice are copied exactly, others
+    resampled (bilinear; nearest for connected components). Pixels outside the area's polygon
+    are NaN (conncomp 0). Conncomp blocks are multilooked by `multilook_labels`.
     """
     fix = f"download the product again or {_EXCLUDE_FIX}"
+    dst = base.crop(area.window)
     with_cc = all(p.conncomp is not None for p in pairs)
     if not with_cc and any(p.conncomp is not None for p in pairs):
         logger.warning("conncomp files exist for only some pairs; connected components skipped")
-    roles = {"unw": [p.unw for p in pairs], "coh": [p.coh for p in pairs]}
-    if with_cc:
-        roles["conncomp"] = [p.conncomp for p in pairs]  # type: ignore[misc]
-    for pair in _progress(pairs, progress, "checking interferograms"):
-        for info in (pair.unw, pair.coh, pair.conncomp):
-            if info is not None:
-                locate(info, grid, fix)
-    ny, nx = gridlib.multilook_shape(area.window.shape, factor)
-    chunks = ((len(pairs),), _split(ny, chunk_size), _split(nx, chunk_size))
+    common = {"inside": area.inside}
     out = {}
-    for role, infos in roles.items():
-        dtype = np.int16 if role == "conncomp" else np.float32
-        out[role] = da.map_blocks(
-            _read_block,
-            infos=infos,
-            role=role,
-            grid=grid,
-            area=area,
-            factor=factor,
-            decoding=decoding,
-            chunks=chunks,
-            dtype=dtype,
-            meta=np.empty((0, 0, 0), dtype=dtype),
+    for role in ("unw", "coh"):
+        sources = [[source_of(getattr(p, role), _decoder(getattr(p, role), role, decoding), fix)]
+                   for p in pairs]  # fmt: skip
+        out[role] = mosaic.lazy_layer(sources, dst, factor=factor, chunk_size=chunk_size, **common)
+    if with_cc:
+        sources = [
+            [source_of(p.conncomp, _decoder(p.conncomp, "cc", decoding), fix, Resampling.nearest)]
+            for p in pairs
+            if p.conncomp is not None
+        ]
+        # Full resolution blocks of chunk_size x factor, then the all-or-nothing label rule.
+        cc = mosaic.lazy_layer(sources, dst, chunk_size=chunk_size * factor, **common)
+        labels = da.where(da.isnan(cc), 0, cc).astype(np.int16)
+        out["conncomp"] = labels.map_blocks(
+            multilook_labels,
+            factor,
+            chunks=(
+                labels.chunks[0],
+                *(tuple(c // factor for c in ch) for ch in labels.chunks[1:]),
+            ),
+            dtype=np.int16,
         )
     return out
 
 
-def _split(n: int, size: int) -> tuple[int, ...]:
-    return tuple(min(size, n - i) for i in range(0, n, size))
-
-
-def _read_block(
-    infos: list[RasterInfo],
-    role: str,
-    grid: RasterGrid,
-    area: AreaSelection,
-    factor: int,
-    decoding: PhaseDecoding,
-    block_info: dict | None = None,
-) -> np.ndarray:
-    """One output block (every pair) of `role`, decoded, masked and multilooked."""
-    _, (y0, y1), (x0, x1) = block_info[None]["array-location"]  # type: ignore[index]
-    w = area.window
-    sub = gridlib.PixelWindow(
-        w.row0 + y0 * factor, w.row0 + y1 * factor, w.col0 + x0 * factor, w.col0 + x1 * factor
-    )
-    inside = None
-    if area.inside is not None:
-        inside = area.inside[y0 * factor : y1 * factor, x0 * factor : x1 * factor]
-    fix = f"download the product again or {_EXCLUDE_FIX}"
-    dtype = np.int16 if role == "conncomp" else np.float32
-    out = np.empty((len(infos), y1 - y0, x1 - x0), dtype=dtype)
-    for k, info in enumerate(infos):
-        raw = read_window(info, grid, sub, fix)
-        if role == "conncomp":
-            labels = raw.astype(np.int16)
-            if inside is not None:
-                labels[~inside] = 0
-            out[k] = multilook_labels(labels, factor)
-            continue
-        if role == "unw":
-            values = decode_float(raw, info.nodata, decoding.zero_is_nodata)
-            if decoding.sign != 1.0:
-                values *= np.float32(decoding.sign)
-        else:
-            values = decode_coherence(raw, info.nodata, info.path, decoding.zero_is_nodata)
-        if inside is not None:
-            values[~inside] = np.nan
-        out[k] = gridlib.multilook(values, factor)
-    return out
-
-
 def read_layer(
-    info: RasterInfo, grid: RasterGrid, area: AreaSelection, factor: int, fix: str
+    info: RasterInfo,
+    base: mosaic.Grid,
+    area: AreaSelection,
+    fix: str,
+    decode: Callable[[Any], Any] | None = None,
+    resampling: Resampling = Resampling.bilinear,
 ) -> np.ndarray:
-    """One (y, x) float32 layer (e.g. DEM) on the stack grid, cropped and multilooked."""
-    values = decode_float(read_window(info, grid, area.window, fix), info.nodata)
-    return gridlib.multilook(values, factor)
+    """One full-resolution (y, x) float32 layer (e.g. a DEM) on the selection of `base`:
+    only the pixels under it read, copied if on its lattice, else resampled. `decode`
+    defaults to `decode_float` with the file's nodata."""
+    decode = decode or (lambda raw: decode_float(raw, info.nodata))
+    dst = base.crop(area.window)
+    with _open_window_reader(info.path, decode, fix) as read:
+        return mosaic.warp_onto(dst, info.grid, read, resampling)
 
 
 def los_from_angles(incidence: np.ndarray, heading: np.ndarray) -> dict[str, np.ndarray]:
@@ -423,13 +386,13 @@ def build_dataset(
     rasters: dict[str, Any],
     geometry: dict[str, np.ndarray],
     bperp: np.ndarray,
-    grid: RasterGrid,
+    grid: mosaic.Grid,
     area: AreaSelection,
     factor: int,
     attrs: dict[str, Any],
     source: str,
 ) -> xr.Dataset:
-    """Assemble and validate the IfgStack (coords from the stack grid and the window)."""
+    """Assemble and validate the IfgStack (coords from the base grid and the window)."""
     window = area.window
     shape = rasters["unw"].shape[1:]
     y, x = gridlib.pixel_centres(grid.transform, shape, window.row0, window.col0, factor)
@@ -463,12 +426,13 @@ def normalise_los(geometry: dict[str, np.ndarray]) -> None:
     geometry["incidence"] = np.degrees(np.arccos(up)).astype(np.float32)
 
 
-def _progress(items: Sequence[PairFiles], enabled: bool, desc: str) -> Iterable[PairFiles]:
+def progress_bar(items: Sequence[Any], enabled: bool, desc: str, unit: str) -> Iterable[Any]:
+    """`items`, shown as a tqdm progress bar when `enabled`."""
     if not enabled:
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="pair")
+    return tqdm(items, desc=desc, unit=unit)
 
 
 def parse_pair_label(ref: str, sec: str, where: str) -> tuple[np.datetime64, np.datetime64]:
@@ -524,7 +488,7 @@ def read_geotiff(
     """
     config = config or IngestConfig()
     root = remote.as_path(path)
-    found = _discover(root, config)
+    found = _discover(root, config, progress)
     labels = sorted(found.unw, key=lambda k: (found.unw[k][0], found.unw[k][1]))
     refs = np.array([found.unw[k][0] for k in labels])
     secs = np.array([found.unw[k][1] for k in labels])
@@ -532,10 +496,10 @@ def read_geotiff(
     pairs = [_pair_files(label, found) for label in kept]
     meta = _metadata(pairs, config, root)  # before any pixel is read: fail fast
     fix = f"remove the stray file, or {_EXCLUDE_FIX}"
-    grid = common_grid([f for p in pairs for f in (p.unw, p.coh)], fix)
-    area = select_area(grid.transform, grid.shape, grid.crs, config, str(root))
+    infos = [f for p in pairs for f in (p.unw, p.coh)]
+    grid, area = stack_grid(infos, config, str(root), fix)
     decoding = PhaseDecoding(sign=float(config.geotiff_phase_sign))
-    rasters = read_stack(pairs, grid, area, config.multilook, decoding, config.chunk_size, progress)
+    rasters = read_stack(pairs, grid, area, config.multilook, decoding, config.chunk_size)
     geometry = _geometry(found.dem, meta, grid, area, config.multilook, rasters["unw"].shape[1:])
     bperp = np.array([_float_tag(p.unw, BPERP_KEYS) for p in pairs], dtype=np.float32)
     if np.isnan(bperp).any():
@@ -628,7 +592,7 @@ def _pair_dates(
     return dates, info
 
 
-def _discover(root: Path, config: IngestConfig) -> _Found:
+def _discover(root: Path, config: IngestConfig, progress: bool = False) -> _Found:
     if not root.is_dir():
         raise InputError(
             f"{root}: no such folder; point at the folder holding one unwrapped-phase GeoTIFF "
@@ -637,7 +601,7 @@ def _discover(root: Path, config: IngestConfig) -> _Found:
     unw: dict[str, tuple[np.datetime64, np.datetime64, RasterInfo]] = {}
     coh: dict[str, RasterInfo] = {}
     dems: list[Path] = []
-    for file in _tifs(root):
+    for file in progress_bar(list(_tifs(root)), progress, "reading headers", "file"):
         role = _role(file, config)
         if role is None:
             logger.debug("%s: matches no file pattern; ignored", file)
@@ -764,7 +728,7 @@ def _orbit_direction(heading: float) -> str:
 def _geometry(
     dem: Path | None,
     meta: dict[str, Any],
-    grid: RasterGrid,
+    grid: mosaic.Grid,
     area: AreaSelection,
     factor: int,
     shape: tuple[int, int],
@@ -772,8 +736,9 @@ def _geometry(
     """height from the DEM; constant incidence and LOS vector from the scalar metadata."""
     out: dict[str, np.ndarray] = {}
     if dem is not None:
-        fix = "use the DEM of this stack (same grid), or narrow ingest.geotiff_dem_patterns"
-        out["height"] = read_layer(probe(str(dem), fix), grid, area, factor, fix)
+        fix = "use the DEM of this stack (same area), or narrow ingest.geotiff_dem_patterns"
+        height = read_layer(probe(str(dem), fix), grid, area, fix)
+        out["height"] = gridlib.multilook(height, factor)
     else:
         logger.warning("no DEM file found (ingest.geotiff_dem_patterns); height is NaN")
         out["height"] = np.full(shape, np.nan, dtype=np.float32)

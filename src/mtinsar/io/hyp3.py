@@ -11,8 +11,10 @@
 
 Names follow ``S1xy_YYYYMMDDTHHMMSS_YYYYMMDDTHHMMSS_{VV|HH}{P|R|O}ddd_INT{80|40}_G_{u|w}{e|c}
 {1|2|3|F}_XXXX`` (FORMATS.md §3; MintPy ``prep_hyp3.py``): reference (older) scene first.
-Rasters are UTM; products may differ in extent but must share the UTM zone, the posting and
-the pixel lattice (HyP3 snaps its grids), and the stack covers their common area.
+Rasters are UTM. The stack lies on the pixel lattice of the first product (in pair order)
+and covers the products' common area (or the selection); products on that lattice (HyP3
+snaps its grids) are copied pixel for pixel, others (another posting, a sub-pixel shift, the
+neighbouring UTM zone) resampled onto it (`mtinsar.io.geotiff.stack_grid`, `mtinsar.io.mosaic`).
 
 Sign and units: ``_unw_phase.tif`` is unwrapped phase in radians, positive for motion away
 from the sensor ("Positive values indicate movement away from the sensor", HyP3 InSAR product
@@ -42,31 +44,34 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from rasterio.warp import Resampling
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
+from mtinsar.io import mosaic
 from mtinsar.io.geotiff import (
     PairFiles,
     PhaseDecoding,
-    RasterGrid,
     build_dataset,
-    common_grid,
     decode_float,
     label_of,
     normalise_los,
     parse_pair_label,
     probe,
+    progress_bar,
+    read_layer,
     read_stack,
-    read_window,
+    stack_grid,
 )
-from mtinsar.io.select import AreaSelection, select_area, select_pairs
+from mtinsar.io.select import AreaSelection, select_pairs
 from mtinsar.sources import remote
 
 logger = logging.getLogger(__name__)
@@ -201,12 +206,12 @@ def read_hyp3(
     opened = [products[i].open() for i in kept]
     meta = [_metadata(p) for p in opened]
     attrs = _stack_attributes(opened, meta, config)
-    pairs = [_pair_files(p) for p in opened]
+    pairs = [_pair_files(p) for p in progress_bar(opened, progress, "reading headers", "pair")]
     infos = [f for p in pairs for f in (p.unw, p.coh) + ((p.conncomp,) if p.conncomp else ())]
-    grid = common_grid(infos, f"reprocess the product with the stack's others, or {_EXCLUDE_FIX}")
-    area = select_area(grid.transform, grid.shape, grid.crs, config, str(root))
+    fix = f"reprocess the product with the stack's others, or {_EXCLUDE_FIX}"
+    grid, area = stack_grid(infos, config, str(root), fix)
     decoding = PhaseDecoding(sign=1.0, zero_is_nodata=True)
-    rasters = read_stack(pairs, grid, area, config.multilook, decoding, config.chunk_size, progress)
+    rasters = read_stack(pairs, grid, area, config.multilook, decoding, config.chunk_size)
     geometry = _geometry(opened, grid, area, config.multilook, rasters["unw"].shape[1:])
     bperp = np.array([m["Baseline"] for m in meta], dtype=np.float32)
     ds = build_dataset(
@@ -360,12 +365,13 @@ def _stack_attributes(
 
 def _geometry(
     products: Sequence[OpenProduct],
-    grid: RasterGrid,
+    grid: mosaic.Grid,
     area: AreaSelection,
     factor: int,
     shape: tuple[int, int],
 ) -> dict[str, np.ndarray]:
-    """height, LOS unit vector (ground -> satellite), incidence and water on the stack grid."""
+    """height, LOS unit vector (ground -> satellite), incidence and water on the stack grid
+    (resampled like the pairs when the holder's grid is on another lattice; water nearest)."""
     raw: dict[str, np.ndarray] = {}
     for suffix in GEOMETRY_SUFFIXES:
         holder = next((p for p in products if p.raster(suffix)), None)
@@ -374,11 +380,13 @@ def _geometry(
             continue
         fix = f"download {holder.location} again, or exclude its pair"
         info = probe(holder.members[suffix], fix)
-        values = read_window(info, grid, area.window, fix)
         if suffix == "water_mask":
-            raw[suffix] = (values != 1).astype(np.float32)  # 1 = land, 0 = water
+            mask = read_layer(info, grid, area, fix, lambda raw: raw.astype(np.float32),
+                              Resampling.nearest)  # fmt: skip
+            raw[suffix] = (mask == 0).astype(np.float32)  # 1 = land, 0 = water, NaN = not covered
         else:
-            raw[suffix] = decode_float(values, info.nodata, zero_is_nodata=True)
+            decode = partial(decode_float, nodata=info.nodata, zero_is_nodata=True)
+            raw[suffix] = read_layer(info, grid, area, fix, decode)
     nan = np.full(shape, np.nan, dtype=np.float32)
     out = {"height": gridlib.multilook(raw["dem"], factor) if "dem" in raw else nan.copy()}
     if "lv_theta" in raw and "lv_phi" in raw:

@@ -23,6 +23,10 @@ Other decoding: 0 is no data in every file (-> NaN); coherence is uint8 0-255 (=
 in current products, float32 0-1 in older ones (told apart by dtype); E/N/U is the LOS unit
 vector ground -> satellite, hgt the DEM height [m]. The radar wavelength is not in the files:
 `SENTINEL1_WAVELENGTH` unless given.
+
+Grids (`mtinsar.io.mosaic`): the stack lies on the first interferogram's pixel lattice over
+the area every file covers (or the selection); files on it are copied pixel for pixel, files
+off it (another extent is fine; a sub-pixel shift or another posting) resampled onto it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ import logging
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +50,14 @@ import rioxarray  # noqa: F401 - registers the .rio accessor used below
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.warp import Resampling
 from rasterio.windows import Window
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
+from mtinsar.io import mosaic
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
 from mtinsar.sources.remote import as_path, open_raster
 from mtinsar.stack import validate
@@ -91,26 +98,6 @@ class _Pair:
         return self.unw.with_name(self.label + CC_SUFFIX)
 
 
-@dataclass(frozen=True)
-class _Grid:
-    shape: tuple[int, int]
-    transform: Affine
-    crs: CRS | None
-
-    def same_as(self, other: _Grid) -> bool:
-        return self.crs == other.crs and gridlib.same_grid(
-            self.transform, self.shape, other.transform, other.shape
-        )
-
-    def __str__(self) -> str:
-        t = self.transform
-        crs = self.crs.to_string() if self.crs else "none"
-        return (
-            f"{self.shape[0]}x{self.shape[1]} px, origin ({t.c:.7f}, {t.f:.7f}), "
-            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {crs}"
-        )
-
-
 # --------------------------------------------------------------------------- entry point
 
 
@@ -120,8 +107,8 @@ def read_licsar_config(
     """`read_licsar` with its options from an `IngestConfig` (the common reader signature).
 
     Every selection option applies (`mtinsar.io.select`): pairs and dates, and the area: a
-    lon/lat bbox directly, a polygon or a bbox in another CRS through `select_area` (pixels
-    outside the polygon become no data).
+    lon/lat bbox directly, a polygon or a bbox in another CRS through `select_area` on the
+    common grid (pixels outside the polygon become no data).
     """
     config = config or IngestConfig()
     layout = _find_layout(as_path(path))
@@ -130,20 +117,16 @@ def read_licsar_config(
     refs = np.array([found[k].ref for k in labels])
     secs = np.array([found[k].sec for k in labels])
     kept = set(np.asarray(labels)[select_pairs(labels, refs, secs, config, str(path))])
-    area = None
-    if config.polygon is not None or config.selection_crs != "EPSG:4326":
-        grid = _probe_grid(found[labels[0]].unw)
-        crs = grid.crs or CRS.from_epsg(4326)
-        area = select_area(grid.transform, grid.shape, crs, config, str(path))
+    general = config.polygon is not None or config.selection_crs != "EPSG:4326"
     return read_licsar(
         path,
-        bbox=config.bbox if area is None else None,
+        bbox=config.bbox if not general else None,
         multilook=config.multilook,
         exclude_pairs=[k for k in labels if k not in kept],
         wavelength=config.wavelength,
         chunk_size=config.chunk_size,
         progress=progress,
-        area=area,
+        selection=config if general else None,
     )
 
 
@@ -156,7 +139,7 @@ def read_licsar(
     wavelength: float | None = None,
     chunk_size: int = 256,
     progress: bool = False,
-    area: AreaSelection | None = None,
+    selection: IngestConfig | None = None,
 ) -> xr.Dataset:
     """Read a COMET-LiCSAR frame folder (portal or LiCSBAS GEOC layout) into an IfgStack.
 
@@ -164,9 +147,15 @@ def read_licsar(
     are kept and only they are read. multilook: integer factor, NaN-aware block mean applied
     after cropping (trailing rows/columns that do not fill a block are dropped).
     exclude_pairs: pair labels "YYYYMMDD_YYYYMMDD" to leave out. wavelength [m]: defaults to
-    Sentinel-1's. `path` may also be an ``s3://`` or ``https://`` folder URL: the folder is
-    listed once through fsspec and the rasters are read in place, window by window, through
-    GDAL's /vsis3/ or /vsicurl/ (`mtinsar.sources.remote`). Returns a validated IfgStack
+    Sentinel-1's. selection: instead of `bbox`, the bbox/polygon (any CRS) of an
+    `IngestConfig`, applied by `select_area`. `path` may also be an ``s3://`` or
+    ``https://`` folder URL: the folder is listed once through fsspec and the rasters are read
+    in place, window by window, through GDAL's /vsis3/ or /vsicurl/ (`mtinsar.sources.remote`).
+
+    Grids (`mtinsar.io.mosaic`): the stack lies on the pixel lattice of the first
+    interferogram and covers the area every file covers (or the selection inside their union).
+    Files on that lattice are copied pixel for pixel; files on another lattice (a sub-pixel
+    shift, another posting) are resampled onto it (bilinear). Returns a validated IfgStack
     whose unw/coh are dask arrays read lazily in (all pairs, chunk_size, chunk_size) blocks
     (geometry is read now); raises InputError naming the file or value at fault. A pair
     without any valid pixel is reported when the pixels are first read
@@ -177,23 +166,30 @@ def read_licsar(
     layout = _find_layout(path)
     pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
     first = pairs[0].unw
-    grid = _probe_grid(first)
-    window = _read_window(grid, bbox, multilook, first) if area is None else area.window
-    out_transform = gridlib.window_transform(grid.transform, window.row0, window.col0, multilook)
-    unw, coh = _lazy_pairs(pairs, grid, first, window, multilook, chunk_size, progress)
-    if area is not None and area.inside is not None:
-        # a (multilooked) cell stays when the centre of any of its pixels is in the polygon
-        cells = gridlib.multilook(np.where(area.inside, 1.0, np.nan).astype(np.float32), multilook)
-        inside = da.from_array(np.isfinite(cells), chunks=unw.chunks[1:])
-        unw, coh = da.where(inside, unw, np.nan), da.where(inside, coh, np.nan)
+    grids, bare = _pair_grids(pairs, progress)
+    footprints = [[g] for g in grids.values()]
+    labels = [str(f) for f in grids]
+    selected = bbox is not None or (
+        selection is not None and (selection.bbox is not None or selection.polygon is not None)
+    )
+    base = mosaic.common_grid(footprints, labels, "union" if selected else "intersection")
+    if selection is not None:
+        area = select_area(base.transform, base.shape, base.crs, selection, str(path))
+    else:
+        area = AreaSelection(_read_window(base, bbox, multilook, first))
+    window = area.window
+    dst = base.crop(window)
+    mosaic.require_overlap(dst, footprints, labels)
+    unw, coh = _lazy_pairs(pairs, grids, dst, area.inside, multilook, chunk_size)
     frame, files = _geometry_files(layout.meta_dir, path)
-    geometry = _read_geometry(files, grid, first, window, multilook, unw.shape[1:])
-    y, x = gridlib.pixel_centres(grid.transform, unw.shape[1:], window.row0, window.col0, multilook)
-    ds = _build_dataset(pairs, unw, coh, geometry, (y, x), out_transform, grid.crs)
+    geometry = _read_geometry(files, dst, multilook, unw.shape[1:])
+    out_transform = gridlib.window_transform(base.transform, window.row0, window.col0, multilook)
+    y, x = gridlib.pixel_centres(base.transform, unw.shape[1:], window.row0, window.col0, multilook)
+    ds = _build_dataset(pairs, unw, coh, geometry, (y, x), out_transform, base.crs)
     ds["bperp"] = ("pair", _pair_bperp(layout.meta_dir / "baselines", pairs))
     ds.attrs.update(_attributes(layout, frame, path, multilook, wavelength))
-    if grid.crs is None:  # logged only now that every file has been read successfully
-        logger.warning("%s: no CRS in the GeoTIFFs; assumed EPSG:4326 (LiCSAR's)", first)
+    if bare:  # logged only now that every file has been read successfully
+        logger.warning("%s: no CRS in the GeoTIFFs; assumed EPSG:4326 (LiCSAR's)", bare[0])
     logger.info("read %d pairs (%s) from %s: %s", len(pairs), layout.name, path, dict(ds.sizes))
     return validate(ds, source=str(path))
 
@@ -384,46 +380,39 @@ def _quiet_gdal() -> Iterator[None]:
         gdal_log.setLevel(level)
 
 
-def _raster_grid(src: Any) -> _Grid:
-    return _Grid((int(src.height), int(src.width)), src.transform, src.crs)
-
-
-def _probe_grid(file: Path) -> _Grid:
-    """Grid of the first interferogram, which every other file must match."""
-    with _open_raster(file, f"download it again or exclude the pair with {_EXCLUDE_FIX}") as src:
-        grid = _raster_grid(src)
+def _raster_grid(src: Any, file: Path) -> tuple[mosaic.Grid, bool]:
+    """(grid, had no CRS) of an open raster; a missing CRS is LiCSAR's EPSG:4326."""
     try:
-        gridlib.check_north_up(grid.transform)
+        grid = mosaic.Grid(
+            src.transform, (int(src.height), int(src.width)), src.crs or CRS.from_epsg(4326)
+        )
     except ValueError as exc:
         raise InputError(f"{file}: {exc}; LiCSAR products are north-up WGS84 grids") from exc
-    if grid.crs is not None and not grid.crs.is_geographic:
+    if not grid.crs.is_geographic:
         raise InputError(
             f"{file}: CRS {grid.crs.to_string()} is not geographic; LiCSAR products are "
             "EPSG:4326 lon/lat grids"
         )
-    return grid
+    return grid, src.crs is None
 
 
-def _read_band(
-    file: Path, grid: _Grid, grid_file: Path, window: gridlib.PixelWindow, fix: str
-) -> tuple[np.ndarray, float | None]:
-    """Band 1 of `file` inside `window`, after checking the file is on `grid`.
-
-    Returns (array, nodata value or None).
-    """
-    with _open_raster(file, fix) as src:
-        own = _raster_grid(src)
-        if not own.same_as(grid):
-            raise InputError(
-                f"{file}: grid ({own}) differs from that of {grid_file} ({grid}); every file "
-                f"must share one grid: {fix}"
-            )
-        win = Window(window.col0, window.row0, window.width, window.height)
-        return src.read(1, window=win), src.nodata
+def _pair_grids(pairs: list[_Pair], progress: bool) -> tuple[dict[Path, mosaic.Grid], list[Path]]:
+    """Grid of every interferogram and coherence file (headers only, so a bad file fails
+    before any work), and the files without a CRS."""
+    fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
+    grids: dict[Path, mosaic.Grid] = {}
+    bare: list[Path] = []
+    for pair in _progress(pairs, progress, "checking interferograms"):
+        for file in (pair.unw, pair.cc):
+            with _open_raster(file, fix) as src:
+                grids[file], no_crs = _raster_grid(src, file)
+            if no_crs:
+                bare.append(file)
+    return grids, bare
 
 
 def _read_window(
-    grid: _Grid, bbox: tuple[float, float, float, float] | None, factor: int, file: Path
+    grid: mosaic.Grid, bbox: tuple[float, float, float, float] | None, factor: int, file: Path
 ) -> gridlib.PixelWindow:
     """Pixels to read: the bbox crop, trimmed to whole multilook blocks."""
     window = gridlib.PixelWindow(0, grid.shape[0], 0, grid.shape[1])
@@ -449,64 +438,50 @@ def _read_window(
 
 def _lazy_pairs(
     pairs: list[_Pair],
-    grid: _Grid,
-    grid_file: Path,
-    window: gridlib.PixelWindow,
+    grids: dict[Path, mosaic.Grid],
+    dst: mosaic.Grid,
+    inside: np.ndarray | None,
     factor: int,
     chunk_size: int,
-    progress: bool,
 ) -> tuple[da.Array, da.Array]:
-    """Lazy unw [rad] and coh [0..1] (pair, y, x) float32, cropped and multilooked.
+    """Lazy unw [rad] and coh [0..1] (pair, y, x) float32 on `dst`, multilooked.
 
-    Every file's header is checked now (grid, readability), so a bad file fails before any
-    work; pixels are read later, one chunk_size x chunk_size block of every pair per task,
-    which bounds memory by the chunk size whatever the frame size.
+    Pixels are read later, one chunk_size x chunk_size block of every pair per task, each
+    reading only the windows under it (`mosaic.lazy_layer`), which bounds memory by the chunk
+    size whatever the frame size. Pixels outside `inside` (a polygon) are no data.
     """
     fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
-    for pair in _progress(pairs, progress, "checking interferograms"):
-        for file in (pair.unw, pair.cc):
-            with _open_raster(file, fix) as src:
-                own = _raster_grid(src)
-            if not own.same_as(grid):
-                raise InputError(
-                    f"{file}: grid ({own}) differs from that of {grid_file} ({grid}); every "
-                    f"file must share one grid: {fix}"
-                )
-    ny, nx = gridlib.multilook_shape(window.shape, factor)
-    chunks = ((len(pairs),), _split(ny, chunk_size), _split(nx, chunk_size))
-    meta = np.empty((0, 0, 0), dtype=np.float32)
-    common = {"window": window, "factor": factor, "chunks": chunks, "dtype": np.float32}
-    unw = da.map_blocks(_read_block, files=[p.unw for p in pairs], kind="unw", meta=meta, **common)
-    coh = da.map_blocks(_read_block, files=[p.cc for p in pairs], kind="cc", meta=meta, **common)
-    return unw, coh
 
+    def sources(kind: str) -> list[list[mosaic.Source]]:
+        files = [p.unw if kind == "unw" else p.cc for p in pairs]
+        return [
+            [mosaic.Source(grids[f], partial(_open_reader, f, kind, fix), Resampling.bilinear)]
+            for f in files
+        ]
 
-def _split(n: int, size: int) -> tuple[int, ...]:
-    return tuple(min(size, n - i) for i in range(0, n, size))
-
-
-def _read_block(
-    files: list[Path],
-    kind: str,
-    window: gridlib.PixelWindow,
-    factor: int,
-    block_info: dict | None = None,
-) -> np.ndarray:
-    """One output block (every pair) of unw or cc, decoded and multilooked."""
-    _, (y0, y1), (x0, x1) = block_info[None]["array-location"]  # type: ignore[index]
-    win = Window(
-        window.col0 + x0 * factor, window.row0 + y0 * factor, (x1 - x0) * factor, (y1 - y0) * factor
+    common = {"factor": factor, "chunk_size": chunk_size, "inside": inside}
+    return (
+        mosaic.lazy_layer(sources("unw"), dst, **common),
+        mosaic.lazy_layer(sources("cc"), dst, **common),
     )
-    out = np.empty((len(files), y1 - y0, x1 - x0), dtype=np.float32)
-    fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
-    for k, file in enumerate(files):
+
+
+def _open_reader(file: Path, kind: str, fix: str) -> AbstractContextManager[mosaic.WindowReader]:
+    """Opener of `file` as a window reader of decoded values (unw: +1 x file, cc: 0..1)."""
+
+    @contextmanager
+    def opened() -> Iterator[mosaic.WindowReader]:
         with _open_raster(file, fix) as src:
-            values, nodata = src.read(1, window=win), src.nodata
-        decoded = (
-            _decode_float(values, nodata) if kind == "unw" else _decode_cc(values, nodata, file)
-        )
-        out[k] = gridlib.multilook(decoded, factor)
-    return out
+
+            def read(win: gridlib.PixelWindow) -> np.ndarray:
+                values = src.read(1, window=Window(win.col0, win.row0, win.width, win.height))
+                if kind == "unw":
+                    return _decode_float(values, src.nodata)
+                return _decode_cc(values, src.nodata, file)
+
+            yield read
+
+    return opened()
 
 
 def _progress(items: list[_Pair], enabled: bool, desc: str) -> Iterable[_Pair]:
@@ -590,22 +565,32 @@ def _frame_from_path(path: Path) -> str:
 
 
 def _read_geometry(
-    files: dict[str, Path],
-    grid: _Grid,
-    grid_file: Path,
-    window: gridlib.PixelWindow,
-    factor: int,
-    shape: tuple[int, int],
+    files: dict[str, Path], dst: mosaic.Grid, factor: int, shape: tuple[int, int]
 ) -> dict[str, np.ndarray]:
-    """los_e/n/u, height, incidence (y, x) float32 on the output grid; NaN where missing."""
+    """los_e/n/u, height, incidence (y, x) float32 on the output grid; NaN where missing.
+
+    Each file is put on `dst` like the interferograms (copied if on its lattice, else
+    resampled); one that does not reach `dst` belongs to another frame: an InputError."""
     fix = "use the metadata files of the same frame as the interferograms"
     out = {}
     for component, name in GEOMETRY_FILES.items():
-        if component in files:
-            values = _decode_float(*_read_band(files[component], grid, grid_file, window, fix))
-            out[name] = gridlib.multilook(values, factor)
-        else:
+        if component not in files:
             out[name] = np.full(shape, np.nan, dtype=np.float32)
+            continue
+        file = files[component]
+        with _open_raster(file, fix) as src:
+            grid, _ = _raster_grid(src, file)
+            try:
+                mosaic.require_overlap(dst, [[grid]], [str(file)])
+            except InputError as exc:
+                raise InputError(f"{exc}; {fix}") from None
+
+            def read(win: gridlib.PixelWindow, src: Any = src) -> np.ndarray:
+                window = Window(win.col0, win.row0, win.width, win.height)
+                return _decode_float(src.read(1, window=window), src.nodata)
+
+            values = mosaic.warp_onto(dst, grid, read)
+        out[name] = gridlib.multilook(values, factor)
     if factor > 1:
         # A block mean of unit vectors is slightly shorter than 1: restore unit length.
         norm = np.sqrt(out["los_e"] ** 2 + out["los_n"] ** 2 + out["los_u"] ** 2)

@@ -40,6 +40,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -51,12 +52,13 @@ import rioxarray  # noqa: F401 - registers the .rio accessor used below
 import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.warp import transform_bounds
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
-from mtinsar.errors import ConfigError, InputError
+from mtinsar.errors import InputError
+from mtinsar.io.select import select_area, select_pairs
+from mtinsar.sources import remote
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -82,16 +84,20 @@ _STACK_FIX = (
 class MintpyFiles:
     """Paths of a MintPy stack: the interferograms and the geometry (may not exist)."""
 
-    stack: Path
-    geometry: Path
+    stack: Path | remote.RemotePath
+    geometry: Path | remote.RemotePath
 
 
 # --------------------------------------------------------------------------- discovery
 
 
 def locate(path: str | Path) -> MintpyFiles:
-    """The stack and geometry files for `path`: a MintPy work dir, its inputs/, or the file."""
-    path = Path(path)
+    """The stack and geometry files for `path`: a MintPy work dir, its inputs/, or the file
+    (local, or an ``s3://``/``https://`` URL listed through `mtinsar.sources.remote`)."""
+    path = remote.as_path(path)
+    if isinstance(path, remote.RemotePath) and path.suffix == ".h5":
+        # A remote listing is of a folder: list the file's folder, then take the file.
+        path = remote.as_path(str(path.parent)) / path.name
     for candidate in (path, path / STACK_FILE, path / "inputs" / STACK_FILE):
         if candidate.is_file() and candidate.suffix == ".h5":
             return MintpyFiles(candidate, candidate.with_name(GEOMETRY_FILE))
@@ -104,7 +110,7 @@ def is_mintpy(path: str | Path) -> bool:
     """True if `path` is, or holds (directly or in inputs/), a MintPy ifgramStack.h5."""
     try:
         files = locate(path)
-        with h5py.File(files.stack, "r") as f:
+        with _open_h5(files.stack) as f:
             return _text(f.attrs.get("FILE_TYPE", "")) == "ifgramStack"
     except (InputError, OSError):
         return False
@@ -123,6 +129,7 @@ class _Selection:
     sec: np.ndarray  # (k,) datetime64[D]
     window: gridlib.PixelWindow
     factor: int
+    inside: np.ndarray | None  # (window) True inside the polygon; None: every pixel
 
 
 def read_mintpy(
@@ -131,13 +138,15 @@ def read_mintpy(
     """Read a MintPy ``ifgramStack.h5`` (+ ``geometryGeo.h5``) into a validated IfgStack.
 
     `path`: a MintPy work dir, its ``inputs/`` folder, or the ``ifgramStack.h5`` file.
-    `config`: an `IngestConfig` (or a `RunConfig`, whose ``ingest`` is used); honoured are
-    ``bbox`` (in ``selection_crs``), ``start_date``/``end_date``,
-    ``max_temporal_baseline_days``, ``include_pairs``/``exclude_pairs``, ``multilook`` and
-    ``wavelength``. Pairs MintPy marked dropped (``dropIfgram`` False) are left out. Only the
-    selected window is read from the file. Raises InputError naming the file and the fix.
+    `path` may be an ``s3://`` or ``https://`` URL: the HDF5 files are then read in place
+    through fsspec file objects, each read a ranged request (`remote.open_file`).
+    `config`: an `IngestConfig` (or a `RunConfig`, whose ``ingest`` is used); every selection
+    option applies (`mtinsar.io.select`: pairs and dates, a bbox and/or polygon in any CRS;
+    pixels outside the polygon are no data), plus ``multilook`` and ``wavelength``. Pairs
+    MintPy marked dropped (``dropIfgram`` False) are left out. Only the selected window is
+    read from the file (h5py slices). Raises InputError naming the file and the fix.
     """
-    ingest = getattr(config, "ingest", config)
+    ingest = getattr(config, "ingest", config) or IngestConfig()
     files = locate(path)
     with _open_h5(files.stack) as f:
         meta = _stack_meta(f, files.stack)
@@ -167,14 +176,19 @@ class _Meta:
     shape: tuple[int, int, int]  # (pairs, rows, cols)
 
 
-def _open_h5(file: Path) -> h5py.File:
-    try:
-        return h5py.File(file, "r")
-    except OSError as exc:
-        raise InputError(
-            f"{file}: not a readable HDF5 file, corrupt or truncated ({exc}); write it again "
-            f"with MintPy's load_data.py (or mtinsar's write_mintpy), or {_STACK_FIX}"
-        ) from exc
+@contextmanager
+def _open_h5(file: Path | remote.RemotePath) -> Iterator[h5py.File]:
+    """`file` opened with h5py (a remote one through `remote.open_file`: ranged reads)."""
+    with remote.open_file(file) as target:
+        try:
+            handle = h5py.File(target, "r")
+        except OSError as exc:
+            raise InputError(
+                f"{file}: not a readable HDF5 file, corrupt or truncated ({exc}); write it "
+                f"again with MintPy's load_data.py (or mtinsar's write_mintpy), or {_STACK_FIX}"
+            ) from exc
+        with handle:
+            yield handle
 
 
 def _text(value: Any) -> str:
@@ -299,7 +313,7 @@ def _day(text: str, file: Path) -> np.datetime64:
 
 
 def _select(
-    f: h5py.File, meta: _Meta, transform: Affine, crs: CRS, ingest: Any, file: Path
+    f: h5py.File, meta: _Meta, transform: Affine, crs: CRS, ingest: IngestConfig, file: Any
 ) -> _Selection:
     first, second = _pair_dates(f, file)
     keep = np.asarray(f["dropIfgram"][()], dtype=bool) if "dropIfgram" in f else None
@@ -313,7 +327,9 @@ def _select(
         logger.info("%s: %d pair(s) list the later date first: flipped", file, (sign < 0).sum())
     if (~keep).any():
         logger.info("%s: leaving out %d pair(s) MintPy marked dropped", file, (~keep).sum())
-    keep &= _pair_filter(ref, sec, ingest)
+    chosen = np.zeros(keep.shape, dtype=bool)
+    chosen[select_pairs(_labels(ref, sec), ref, sec, ingest, str(file))] = True
+    keep &= chosen
     if not keep.any():
         raise InputError(
             f"{file}: no interferogram left after the selection (dropIfgram and the ingest "
@@ -327,8 +343,10 @@ def _select(
             f"{file}: the same pair appears twice; mark the duplicate as dropped "
             "(MintPy modify_network.py) or exclude it"
         )
-    window = _window(meta, transform, crs, ingest, file)
-    return _Selection(order, sign[order], ref[order], sec[order], *window)
+    area = select_area(transform, meta.shape[1:], crs, ingest, str(file))
+    return _Selection(
+        order, sign[order], ref[order], sec[order], area.window, ingest.multilook, area.inside
+    )
 
 
 def _ymd(dates: np.ndarray) -> np.ndarray:
@@ -339,69 +357,6 @@ def _ymd(dates: np.ndarray) -> np.ndarray:
 
 def _labels(ref: np.ndarray, sec: np.ndarray) -> np.ndarray:
     return np.char.add(np.char.add(_ymd(ref), "_"), _ymd(sec))
-
-
-def _pair_filter(ref: np.ndarray, sec: np.ndarray, ingest: Any) -> np.ndarray:
-    """Pairs kept by the ingest options (dates, temporal baseline, include/exclude lists)."""
-    keep = np.ones(ref.shape, dtype=bool)
-    if ingest is None:
-        return keep
-    if getattr(ingest, "polygon", None):
-        raise ConfigError(
-            "ingest.polygon is not supported by the MintPy reader yet; crop with ingest.bbox"
-        )
-    start, end = getattr(ingest, "start_date", None), getattr(ingest, "end_date", None)
-    if start is not None:
-        keep &= ref >= np.datetime64(start, "D")
-    if end is not None:
-        keep &= sec <= np.datetime64(end, "D")
-    max_days = getattr(ingest, "max_temporal_baseline_days", None)
-    if max_days is not None:
-        keep &= (sec - ref).astype(int) <= max_days
-    labels = _labels(ref, sec)
-    include = list(getattr(ingest, "include_pairs", []) or [])
-    if include:
-        keep &= np.isin(labels, include)
-    exclude = list(getattr(ingest, "exclude_pairs", []) or [])
-    if exclude:
-        unknown = sorted(set(exclude) - set(labels.tolist()))
-        if unknown:
-            logger.warning("exclude_pairs names pair(s) not in the stack: %s", unknown[:5])
-        keep &= ~np.isin(labels, exclude)
-    return keep
-
-
-def _window(
-    meta: _Meta, transform: Affine, crs: CRS, ingest: Any, file: Path
-) -> tuple[gridlib.PixelWindow, int]:
-    """Pixel window to read (bbox crop trimmed to whole multilook blocks) and the factor."""
-    shape = meta.shape[1:]
-    window = gridlib.PixelWindow(0, shape[0], 0, shape[1])
-    factor = int(getattr(ingest, "multilook", 1) or 1)
-    bbox = getattr(ingest, "bbox", None)
-    if bbox is not None:
-        sel_crs = CRS.from_user_input(getattr(ingest, "selection_crs", "EPSG:4326"))
-        box = tuple(float(v) for v in bbox)
-        if sel_crs != crs:
-            box = transform_bounds(sel_crs, crs, *box, densify_pts=21)
-        crop = gridlib.bbox_window(transform, shape, box)
-        if crop is None:
-            data = tuple(round(v, 7) for v in gridlib.extent(transform, shape))
-            raise InputError(
-                f"bbox {tuple(bbox)} does not intersect the data extent {data} of {file}; "
-                "choose a bbox inside the data extent"
-            )
-        window = crop
-    if factor > min(window.shape):
-        raise InputError(
-            f"multilook {factor} is larger than the grid of {window.height}x{window.width} px "
-            f"({file}); use a smaller factor or a larger bbox"
-        )
-    ny, nx = gridlib.multilook_shape(window.shape, factor)
-    trimmed = gridlib.PixelWindow(
-        window.row0, window.row0 + ny * factor, window.col0, window.col0 + nx * factor
-    )
-    return trimmed, factor
 
 
 def _read_pairs(
@@ -415,16 +370,23 @@ def _read_pairs(
     has_cc = "connectComponent" in f and f["connectComponent"].shape == f["unwrapPhase"].shape
     conncomp = np.zeros(shape, dtype=np.int16) if has_cc else None
     rows, cols = slice(w.row0, w.row1), slice(w.col0, w.col1)
+    outside = None if sel.inside is None else ~sel.inside
     try:
         for n, i in enumerate(_progress(sel.index, progress, "reading interferograms")):
             phase = f["unwrapPhase"][i, rows, cols].astype(np.float32)
             phase[(phase == 0) | ~np.isfinite(phase)] = np.nan  # MintPy: 0 = no data
-            unw[n] = gridlib.multilook(phase * np.float32(sel.sign[n]), k)
             c = f["coherence"][i, rows, cols].astype(np.float32)
+            if outside is not None:
+                phase[outside] = np.nan
+                c[outside] = np.nan
+            unw[n] = gridlib.multilook(phase * np.float32(sel.sign[n]), k)
             coh[n] = gridlib.multilook(c, k)
             if conncomp is not None:
+                labels = f["connectComponent"][i, rows, cols].astype(np.int16)
+                if outside is not None:
+                    labels[outside] = 0
                 # Labels are not averaged: take the upper-left pixel of each block.
-                conncomp[n] = f["connectComponent"][i, rows, cols][::k, ::k].astype(np.int16)
+                conncomp[n] = labels[::k, ::k]
     except OSError as exc:
         raise InputError(
             f"{file}: cannot read interferogram data ({exc}); the file is corrupt or "

@@ -11,7 +11,11 @@ grid and puts every product onto it:
   (or the selection, `require_overlap`) raises `InputError` naming the product.
 * `warp_onto`: reads only the source pixels that fall on the target. Grids on the same lattice
   (same CRS and pixel size, origins a whole number of pixels apart) are copied exactly, pixel
-  for pixel; any other grid is resampled with `rasterio.warp.reproject` (GDAL warper).
+  for pixel; any other grid is resampled with `rasterio.warp.reproject` (GDAL warper). In one
+  CRS the result does not depend on the target's extent; between CRSs (e.g. two UTM zones)
+  GDAL approximates the coordinate transform piecewise linearly over the area warped (error
+  <= 0.125 px, gdalwarp's default), so a block warped alone can differ from the same pixels
+  warped with the whole grid by up to that shift times the local gradient.
 * `stitch`: frames of one acquisition pair along a track, already on the target grid, merged
   into one array. Frames unwrapped separately can differ by whole phase cycles; with
   `align_cycles` each frame is shifted by the multiple of 2 pi that best matches the frames
@@ -111,7 +115,7 @@ class Grid:
         t = self.transform
         return (
             f"{self.shape[0]}x{self.shape[1]} px, origin ({t.c:.7f}, {t.f:.7f}), "
-            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {self.crs.to_string()}"
+            f"pixel ({t.a:.7g}, {t.e:.7g}), CRS {self.crs.to_string() if self.crs else 'none'}"
         )
 
 

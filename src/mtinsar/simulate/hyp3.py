@@ -18,6 +18,11 @@ not a resampling: pixel values are those the LiCSAR writer writes (phase bit for
 coherence quantised to 1/255 as LiCSAR's uint8 files decode), so both layouts give the same
 time series. Look vectors follow GAMMA's definition: θ = asin(U) elevation of the ground ->
 satellite vector, φ = atan2(N, E) from east, counter-clockwise.
+
+`pair_grids` writes chosen products on another grid, every layer resampled onto it
+(`mtinsar.simulate.geotiff.warp_layer`): a fraction of a pixel off the lattice
+(`mtinsar.simulate.geotiff.shifted_grid`) or in the neighbouring UTM zone
+(`neighbour_zone_grid`), as products processed separately can be.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +38,16 @@ import numpy as np
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
 
-from mtinsar.simulate.geotiff import licsar_coherence, staged_directory, write_tif, ymd
+from mtinsar.io import mosaic
+from mtinsar.simulate.geotiff import (
+    licsar_coherence,
+    staged_directory,
+    warp_layer,
+    write_tif,
+    ymd,
+)
 from mtinsar.simulate.licsar import CENTER_TIME, encode_unw
 from mtinsar.simulate.scene import SLANT_RANGE_M, TRACK, Scene, SceneConfig
 
@@ -60,6 +74,23 @@ def utm_grid(config: SceneConfig) -> tuple[CRS, Affine]:
     return CRS.from_epsg(epsg), Affine(POSTING_M, 0.0, east, 0.0, -POSTING_M, north)
 
 
+def scene_grid(config: SceneConfig) -> mosaic.Grid:
+    """The scene's UTM grid (`utm_grid`) as a `mosaic.Grid`."""
+    crs, transform = utm_grid(config)
+    return mosaic.Grid(transform, (config.ny, config.nx), crs)
+
+
+def neighbour_zone_grid(grid: mosaic.Grid, step: int = 1) -> mosaic.Grid:
+    """An 80 m grid in the UTM zone `step` zones east of `grid`'s covering all of it."""
+    epsg = grid.crs.to_epsg()
+    crs = CRS.from_epsg(epsg + step)
+    x0, y0, x1, y1 = transform_bounds(grid.crs, crs, *grid.bounds, densify_pts=64)
+    x0, y0 = np.floor(x0 / POSTING_M) * POSTING_M, np.floor(y0 / POSTING_M) * POSTING_M
+    x1, y1 = np.ceil(x1 / POSTING_M) * POSTING_M, np.ceil(y1 / POSTING_M) * POSTING_M
+    shape = (round((y1 - y0) / POSTING_M), round((x1 - x0) / POSTING_M))
+    return mosaic.Grid(Affine(POSTING_M, 0.0, x0, 0.0, -POSTING_M, y1), shape, crs)
+
+
 def product_name(scene: Scene, k: int) -> str:
     """HyP3 INSAR_GAMMA name of pair k, e.g. S1AA_20190104T003612_20190116T003612_VVP012_..."""
     i, j = scene.pairs[k]
@@ -78,12 +109,17 @@ def write_hyp3(
     as_zip: bool = False,
     conncomp: bool = False,
     progress: bool = False,
+    pair_grids: Mapping[int, mosaic.Grid] | None = None,
 ) -> Path:
     """Write `scene` as HyP3 products at `out_dir` (one folder, or .zip, per pair).
 
-    Written to a temporary folder renamed at the end, so a failure leaves nothing behind.
+    pair_grids {pair index: grid}: those products are written on that grid instead of the
+    scene's, every layer resampled onto it (`warp_layer`; nearest for labels and the water
+    mask). Written to a temporary folder renamed at the end, so a failure leaves nothing
+    behind.
     """
-    crs, transform = utm_grid(scene.config)
+    base = scene_grid(scene.config)
+    pair_grids = dict(pair_grids or {})
     geometry = _geometry_layers(scene)
     ks: Any = range(len(scene.pairs))
     if progress:
@@ -96,19 +132,38 @@ def write_hyp3(
             folder = tmp / name
             folder.mkdir()
             unw, coh = scene.interferogram(k)
-            write_tif(folder / f"{name}_unw_phase.tif", encode_unw(unw), crs, transform)
-            write_tif(folder / f"{name}_corr.tif", licsar_coherence(coh), crs, transform)
+            labels = np.isfinite(unw).astype(np.uint16)
+            layers = {"unw_phase": unw, "corr": coh, "conncomp": labels} | {
+                suffix: values for suffix, (values, _) in geometry.items()
+            }
+            grid = pair_grids.get(k, base)
+            if k in pair_grids:
+                layers = {s: _on_grid(s, v, base, grid) for s, v in layers.items()}
+            crs, transform = grid.crs, grid.transform
+            write_tif(folder / f"{name}_unw_phase.tif", encode_unw(layers["unw_phase"]), crs,
+                      transform)  # fmt: skip
+            write_tif(folder / f"{name}_corr.tif", licsar_coherence(layers["corr"]), crs, transform)
             if conncomp:
-                labels = np.isfinite(unw).astype(np.uint16)
-                write_tif(folder / f"{name}_conncomp.tif", labels, crs, transform, nodata=None)
-            for suffix, (values, nodata) in geometry.items():
-                write_tif(folder / f"{name}_{suffix}.tif", values, crs, transform, nodata=nodata)
+                write_tif(folder / f"{name}_conncomp.tif", layers["conncomp"], crs, transform,
+                          nodata=None)  # fmt: skip
+            for suffix, (_, nodata) in geometry.items():
+                write_tif(folder / f"{name}_{suffix}.tif", layers[suffix], crs, transform,
+                          nodata=nodata)  # fmt: skip
             (folder / f"{name}.txt").write_text(metadata_text(scene, k))
             if as_zip:
                 _zip_folder(folder)
         (tmp / "scene.json").write_text(scene.config.model_dump_json(indent=2) + "\n")
     logger.info("wrote %d HyP3 products to %s", len(scene.pairs), out_dir)
     return Path(out_dir)
+
+
+def _on_grid(suffix: str, values: np.ndarray, src: mosaic.Grid, dst: mosaic.Grid) -> np.ndarray:
+    """A layer resampled onto `dst`, back in its file data type (0 = no data / outside)."""
+    labels = suffix in ("conncomp", "water_mask")
+    out = warp_layer(values.astype(np.float32), src, dst, labels=labels)
+    if values.dtype.kind == "f":
+        return out
+    return np.where(np.isfinite(out), out, 0).astype(values.dtype)
 
 
 def _geometry_layers(scene: Scene) -> dict[str, tuple[np.ndarray, float | None]]:

@@ -17,7 +17,10 @@ def score_result(result: xr.Dataset, truth: xr.Dataset) -> dict[str, float]:
     """Velocity/displacement RMSE [m/yr, m] over the truth's coherent area, and coverage.
 
     The truth is re-referenced to the result's reference pixel first. `coverage` is the
-    fraction of coherent pixels that got an estimate. Result and truth must share a grid.
+    fraction of coherent pixels that got an estimate. `velocity_rmse_demeaned` is the RMSE
+    after removing the mean velocity error: the reference pixel's own error offsets every
+    velocity alike, so this one compares runs that chose different reference pixels. Result
+    and truth must share a grid.
     """
     if result.sizes["y"] != truth.sizes["y"] or result.sizes["x"] != truth.sizes["x"]:
         raise ValueError("result and truth grids differ; score a run without crop or multilook")
@@ -26,8 +29,10 @@ def score_result(result: xr.Dataset, truth: xr.Dataset) -> dict[str, float]:
     est_disp = np.asarray(result["displacement"].values)
     coherent = truth["coherent"].values
     estimated = coherent & np.isfinite(est_vel)
+    error = (est_vel - vel)[estimated]
     return {
-        "velocity_rmse": float(np.sqrt(np.mean((est_vel - vel)[estimated] ** 2))),
+        "velocity_rmse": float(np.sqrt(np.mean(error**2))),
+        "velocity_rmse_demeaned": float(np.sqrt(np.mean((error - error.mean()) ** 2))),
         "displacement_rmse": float(np.sqrt(np.mean((est_disp - disp)[:, estimated] ** 2))),
         "coverage": float(estimated.sum() / coherent.sum()),
     }

@@ -153,6 +153,34 @@ def gdal_options(path: Any, config: StorageConfig | None = None) -> dict[str, st
     return options
 
 
+#: Bytes per ranged request when an HDF5/netCDF file is read from object storage / HTTP.
+#: HDF5 metadata is scattered in small pieces and a compressed chunk is tens of kB: on
+#: simulated GUNW files (128 x 128 chunks) a 5 % bbox moves 26 % of the bytes with 16 KiB
+#: blocks, 35 % with 32 KiB, 62 % with 64 KiB and 180 % with 256 KiB (each file is opened at
+#: inspection, for bperp, for the geometry cubes and once per computed pixel block it
+#: reaches, and re-reads its metadata blocks each time).
+HDF5_BLOCK_BYTES = 32 * 1024
+
+
+@contextmanager
+def open_file(path: Any, block_size: int = HDF5_BLOCK_BYTES) -> Iterator[Any]:
+    """What h5py/h5netcdf open for `path`: a local path as is, or, for a remote URL, an fsspec
+    file object (opened with retries) whose reads are ranged requests of `block_size` bytes,
+    cached per open file, so HDF5 fetches the metadata and chunks it needs, not the file."""
+    if not is_remote(path):
+        yield path
+        return
+    url = str(path)
+    fs = filesystem(url)
+    handle = call_with_retries(
+        lambda: fs.open(strip_scheme(url), "rb", block_size=block_size, cache_type="blockcache"),
+        url,
+        "opening",
+    )
+    with handle:
+        yield handle
+
+
 @contextmanager
 def open_raster(path: Any) -> Iterator[Any]:
     """`rasterio.open` of a local path or a remote URL (through /vsis3/ or /vsicurl/).
