@@ -236,11 +236,18 @@ def test_hyp3_folders_read_in_place_equal_local(s3, small_scene, tmp_path):
     _same_stack(read_products(url, config).load(), read_products(folder, config).load())
 
 
-def test_hyp3_zips_in_a_bucket_are_refused_with_the_fix(s3, small_scene, tmp_path):
+def test_hyp3_zips_in_a_bucket_read_in_place_equal_local(s3, small_scene, tmp_path):
+    """Zipped products are read through /vsizip//vsis3/ without downloading the archives;
+    a truncated archive is named by its URL."""
     folder = write_hyp3(small_scene, tmp_path / "hyp3zip", as_zip=True)
     url = _upload(folder, "hyp3zip")
-    with pytest.raises(InputError, match=r"s3://products/hyp3zip/.*\.zip: zipped HyP3 .* unzip"):
-        read_products(url, IngestConfig(format="hyp3"))
+    config = IngestConfig(format="hyp3", chunk_size=16)
+    _same_stack(read_products(url, config).load(), read_products(folder, config).load())
+    broken = sorted(folder.glob("*.zip"))[0]
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    url = _upload(folder, "hyp3zip-truncated")
+    with pytest.raises(InputError, match=rf"s3://products/hyp3zip-truncated/{broken.name}: trunc"):
+        read_products(url, config)
 
 
 def test_generic_geotiff_stack_read_in_place_equals_local(s3, small_scene, tmp_path):

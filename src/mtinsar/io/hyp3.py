@@ -42,7 +42,8 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -113,22 +114,16 @@ class Product:
     def open(self) -> OpenProduct:
         """The product's files; InputError for a truncated zip or a missing phase file."""
         fix = f"download it again, or {_EXCLUDE_FIX}"
-        if self.zipped and remote.is_remote(self.location):
-            raise InputError(
-                f"{self.location}: zipped HyP3 products are read in place only when unzipped; "
-                "unzip them into product folders in the bucket, or download the .zip files"
-            )
         if self.zipped:
             try:
-                with zipfile.ZipFile(self.location) as zf:
+                with self._zip() as zf:
                     names = zf.namelist()
             except (zipfile.BadZipFile, OSError, EOFError) as exc:
                 raise InputError(
                     f"{self.location}: truncated or corrupt .zip ({exc}); {fix}"
                 ) from None
-            root = f"/vsizip/{self.location.resolve()}"
             files = {n.rsplit("/", 1)[-1]: n for n in names}
-            members = {k: f"{root}/{files[f]}" for k, f in self._names().items() if f in files}
+            members = {k: self._member(files[f]) for k, f in self._names().items() if f in files}
             txt = files.get(f"{self.name}.txt")
         else:
             members = {
@@ -143,6 +138,18 @@ class Product:
                 f"{fix}"
             )
         return OpenProduct(self, members, txt)
+
+    @contextmanager
+    def _zip(self) -> Iterator[zipfile.ZipFile]:
+        """The .zip opened for listing and reading members (ranged reads when remote)."""
+        with remote.open_file(self.location) as handle, zipfile.ZipFile(handle) as zf:
+            yield zf
+
+    def _member(self, name: str) -> str:
+        """What GDAL opens for the member `name` of the .zip."""
+        if remote.is_remote(self.location):
+            return remote.zip_member(self.location, name)
+        return f"/vsizip/{self.location.resolve()}/{name}"
 
     def _names(self) -> dict[str, str]:
         return {
@@ -173,7 +180,7 @@ class OpenProduct:
                 f"again, or {_EXCLUDE_FIX}"
             )
         if p.zipped:
-            with zipfile.ZipFile(p.location) as zf:
+            with p._zip() as zf:
                 return zf.read(self.txt).decode("utf-8", errors="replace")
         return (p.location / self.txt).read_text(errors="replace")
 

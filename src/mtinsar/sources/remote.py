@@ -103,11 +103,24 @@ def current() -> StorageConfig:
 
 
 def is_remote(path: Any) -> bool:
-    """True for `s3://`, `http://`, `https://` URLs (and `RemotePath`s)."""
+    """True for `s3://`, `http://`, `https://` URLs (and `RemotePath`s), and for members of
+    a remote .zip (`zip_member`)."""
     if isinstance(path, RemotePath):
         return True
-    text = str(path)
+    text = _outer(str(path))
     return "://" in text and text.split("://", 1)[0].lower() in REMOTE_SCHEMES
+
+
+def zip_member(archive: Any, member: str) -> str:
+    """Name of `member` inside the .zip `archive` (a URL): fsspec's chained form
+    ``zip://member::s3://bucket/key.zip``, which `gdal_path` turns into GDAL's
+    ``/vsizip//vsis3/bucket/key.zip/member`` (ranged reads of the archive, never downloaded)."""
+    return f"zip://{member}::{archive}"
+
+
+def _outer(text: str) -> str:
+    """The archive URL of a `zip_member` name, else `text`."""
+    return text.split("::", 1)[1] if text.startswith("zip://") and "::" in text else text
 
 
 def scheme(url: str) -> str:
@@ -117,6 +130,9 @@ def scheme(url: str) -> str:
 def gdal_path(path: Any) -> str:
     """GDAL name of `path`: ``/vsis3/bucket/key``, ``/vsicurl/https://...`` or the local path."""
     text = str(path)
+    if text.startswith("zip://") and "::" in text:
+        member, archive = text[len("zip://") :].split("::", 1)
+        return f"/vsizip/{gdal_path(archive)}/{member}"
     kind = scheme(text)
     if kind == "s3":
         return "/vsis3/" + text.split("://", 1)[1]
@@ -129,6 +145,7 @@ def gdal_options(path: Any, config: StorageConfig | None = None) -> dict[str, st
     """GDAL configuration options for reading `path` ({} for a local path)."""
     if not is_remote(path):
         return {}
+    path = _outer(str(path))
     cfg = (config or current()).resolved()
     options = {
         # Without this GDAL lists the "directory" of every file it opens: one more request.
