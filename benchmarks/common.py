@@ -155,7 +155,9 @@ def prepare_scene(name: str, config, work: Path, mintpy: bool = True) -> SceneFi
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         t0 = time.perf_counter()
-        write_licsar(simulate_scene(config), licsar)
+        # the truth cubes spilled to disk: the large scene's would take 3.6 GB of memory
+        with tempfile.TemporaryDirectory(dir=folder) as spill:
+            write_licsar(simulate_scene(config, spill_dir=Path(spill)), licsar)
         print(f"[{name}] simulated and wrote LiCSAR frame in {time.perf_counter() - t0:.0f} s")
         truth = load_truth(licsar)
         ref = (int(truth.attrs["ref_y"]), int(truth.attrs["ref_x"]))

@@ -2,12 +2,16 @@
 
     python mtinsar_worker.py e2e FRAME_DIR OUT_DIR REPORT.json [--ref-y Y --ref-x X --radius R]
                              [--via-store STACK.zarr] [--config JSON]
+    python mtinsar_worker.py run FRAME_DIR OUT_DIR REPORT.json
     python mtinsar_worker.py inversion IFGRAMSTACK.h5 REF_Y REF_X DISP.npz REPORT.json
 
 `e2e` times the user-facing pipeline: load_input -> run_sbas -> write_results; with
 --via-store the frame is first ingested into a Zarr stack store (`mtinsar ingest`: load_input
-+ stack.save, its own stage) and the run reads that store. --config gives RunConfig sections
-as JSON (e.g. '{"dem_error": {"enabled": true}}'), the defaults otherwise.
++ stack.save, its own stage) and the run reads that store; the time series is computed in
+memory. --config gives RunConfig sections as JSON (e.g. '{"dem_error": {"enabled": true}}'),
+the defaults otherwise. `run` is `mtinsar run FRAME_DIR OUT_DIR` (`workflow.run_to_folder`:
+the time series streamed to a Zarr store chunk by chunk, stages checkpointed), its stages
+told apart by their log lines.
 `inversion` times the weighted network inversion alone (what MintPy's ifgram_inversion does):
 coherence -> weights 1/sigma^2 with the Cramer-Rao phase variance
 sigma^2 = (1 - g^2) / (2 L g^2) (Rodriguez & Martin 1992), the reference pixel's phase taken
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import shutil
@@ -39,6 +44,7 @@ class RssSampler:
         self.interval = interval_s
         self.current_peak = 0
         self.stages: dict[str, dict[str, float]] = {}
+        self._open: tuple[str, float, float] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -61,9 +67,20 @@ class RssSampler:
 
     @contextmanager
     def stage(self, name: str):
-        self.current_peak = self.rss()
-        start, cpu0 = time.perf_counter(), self.cpu()
+        self.begin(name)
         yield
+        self.end()
+
+    def begin(self, name: str) -> None:
+        """Start stage `name` (ending the current one, if any)."""
+        if self._open is not None:
+            self.end()
+        self.current_peak = self.rss()
+        self._open = name, time.perf_counter(), self.cpu()
+
+    def end(self) -> None:
+        name, start, cpu0 = self._open
+        self._open = None
         wall, cpu = time.perf_counter() - start, self.cpu() - cpu0
         peak = max(self.current_peak, self.rss())
         self.stages[name] = {
@@ -78,6 +95,21 @@ class RssSampler:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class StageLog(logging.Handler):
+    """Turns the stage log lines of a run into sampler stages: the pipeline's `stage NAME`,
+    and the writer's `writing results`."""
+
+    def __init__(self, sampler: RssSampler) -> None:
+        super().__init__(logging.INFO)
+        self.sampler = sampler
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "mtinsar.pipeline" and record.msg == "stage %s":
+            self.sampler.begin(str(record.args[0]))
+        elif record.name == "mtinsar.output" and str(record.msg).startswith("writing results"):
+            self.sampler.begin("write_results")
 
 
 def e2e(args: argparse.Namespace) -> dict:
@@ -123,6 +155,44 @@ def e2e(args: argparse.Namespace) -> dict:
         "n_dates": int(run.network.n_dates),
         "shape": [int(stack.sizes["y"]), int(stack.sizes["x"])],
         "reference_yx": [int(res.attrs["reference_y"]), int(res.attrs["reference_x"])],
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """`mtinsar run FRAME OUT` with the default configuration, stage by stage."""
+    import xarray as xr
+
+    from mtinsar.config import RunConfig
+    from mtinsar.workflow import run_to_folder
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sampler = RssSampler()
+    handler = StageLog(sampler)
+    mtinsar_log = logging.getLogger("mtinsar")
+    mtinsar_log.addHandler(handler)
+    mtinsar_log.setLevel(logging.INFO)
+    shutil.rmtree(args.out, ignore_errors=True)
+    sampler.begin("open input")
+    summary = run_to_folder(args.frame, args.out, RunConfig(), fresh=True)
+    sampler.end()
+    sampler.close()
+    mtinsar_log.removeHandler(handler)
+    with xr.open_zarr(Path(args.out) / "timeseries.zarr") as res:  # 2-D layers only
+        shape = [int(res.sizes["y"]), int(res.sizes["x"])]
+        np.savez(
+            Path(args.out) / "bench_timeseries.npz",
+            velocity=res["velocity"].values.astype(np.float32),
+            mask=res["mask"].values,
+        )
+    return {
+        "stages": sampler.stages,
+        "run_sbas_substages_s": summary.get("timings_s", {}),
+        "n_pairs": summary["n_pairs"],
+        "n_dates": summary["n_dates"],
+        "n_pixels": summary["n_pixels"],
+        "shape": shape,
+        "n_pixels_reliable": summary["n_pixels_reliable"],
+        "reference_yx": [summary["reference"]["y"], summary["reference"]["x"]],
     }
 
 
@@ -185,6 +255,10 @@ def main() -> None:
     p.add_argument("--radius", type=int, default=0)
     p.add_argument("--via-store", type=Path, help="ingest to this Zarr store first")
     p.add_argument("--config", default="{}", help="RunConfig sections as JSON")
+    p = sub.add_parser("run")
+    p.add_argument("frame", type=Path)
+    p.add_argument("out", type=Path)
+    p.add_argument("report", type=Path)
     p = sub.add_parser("inversion")
     p.add_argument("stack", type=Path)
     p.add_argument("ref_y", type=int)
@@ -194,7 +268,7 @@ def main() -> None:
     p.add_argument("--looks", type=int, default=20)
     p.add_argument("--block", type=int, default=64, help="rows per block")
     args = parser.parse_args()
-    report = e2e(args) if args.cmd == "e2e" else inversion(args)
+    report = {"e2e": e2e, "run": run, "inversion": inversion}[args.cmd](args)
     args.report.write_text(json.dumps(report, indent=2))
 
 

@@ -246,31 +246,31 @@ def _like_timing(timings: dict) -> str:
 
 
 def _large(large: dict) -> list[str]:
-    if "mtinsar_e2e" not in large:
+    head = ["## Speed: large scene (mtinsar only)", "", _machine(large["machine"]), ""]
+    if "mtinsar_run" not in large:
         return [
-            "## Speed: large scene (mtinsar only)",
-            "",
-            _machine(large["machine"]),
-            "",
-            f"Skipped: {large.get('skipped')} (estimated need "
-            f"{large.get('estimated_need_gib')} GiB, available {large.get('available_gib')} GiB).",
+            *head,
+            f"Skipped: {large.get('skipped')} (available {large.get('available_gib')} GiB).",
             "",
         ]
-    e2e = large["mtinsar_e2e"]
-    lines = [
-        "## Speed: large scene (mtinsar only)",
-        "",
-        _machine(large["machine"]),
-        "",
-        f"Scene: {e2e['shape'][0]} x {e2e['shape'][1]} px, {e2e['n_dates']} dates, "
-        f"{e2e['n_pairs']} pairs.",
+    run = large["mtinsar_run"]
+    peak = run["process"]["peak_rss_mib"]
+    target = large["target_peak_rss_gib"]
+    return [
+        *head,
+        f"Scene: {run['shape'][0]} x {run['shape'][1]} px, {run['n_dates']} dates, "
+        f"{run['n_pairs']} pairs; `mtinsar run FRAME OUT` with the default configuration "
+        "(threads scheduler, 256-px chunks), time series streamed to Zarr.",
         "",
         "| stage | wall [s] | CPU [s] | peak RSS [MiB] |",
         "|---|---:|---:|---:|",
-        *_stage_rows(e2e),
+        *_stage_rows(run),
+        "",
+        f"Peak RSS {_fmt(peak / 1024)} GiB against the target of {_fmt(target, 1)} GiB: "
+        f"{'met' if large['meets_target'] else 'NOT met'}"
+        + (f" so far; the run was {large['incomplete']}." if large.get("incomplete") else "."),
         "",
     ]
-    return lines
 
 
 def _nrt(nrt: dict) -> list[str]:

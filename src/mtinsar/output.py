@@ -67,6 +67,7 @@ def write_results(
     `run.result` must not be read afterwards.
     """
     result = run.result
+    log.info("writing results to %s", out_dir)
     with result_folder(out_dir) as tmp:
         if config.cog:
             for name in COG_LAYERS:

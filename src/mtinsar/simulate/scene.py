@@ -31,9 +31,12 @@ import datetime as _dt
 import json
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import scipy.fft
@@ -45,6 +48,7 @@ from scipy.sparse.csgraph import connected_components
 
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, years_since
 from mtinsar.errors import ConfigError
+from mtinsar.simulate.datestack import DateStack
 
 logger = logging.getLogger(__name__)
 
@@ -499,7 +503,7 @@ def _displacement_at(defo: _Deformation, t: float, index: int) -> np.ndarray:
     return d
 
 
-def _ls_velocity(displacement: np.ndarray, t: np.ndarray) -> np.ndarray:
+def _ls_velocity(displacement: DateStack, t: np.ndarray) -> np.ndarray:
     """Least-squares slope [m/yr] of displacement(time, y, x) vs t [yr] (with intercept)."""
     tc = t - t.mean()
     w = tc / np.sum(tc**2)
@@ -512,15 +516,16 @@ def _ls_velocity(displacement: np.ndarray, t: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- nuisances
 
 
-def _nuisance_cube(
+def _nuisance_dates(
     config: SceneConfig,
     height: np.ndarray,
     land: np.ndarray,
     dem_error: np.ndarray,
     incidence: np.ndarray,
     bperp: np.ndarray,
-) -> np.ndarray:
-    """Per-date nuisance [m, + towards satellite], relative to the first date (float32 cube).
+) -> Iterator[np.ndarray]:
+    """Per-date nuisance [m, + towards satellite], relative to the first date: one float32
+    (ny, nx) layer per date, in date order (the turbulence draws are one sequential stream).
 
     Sum of a turbulent delay (P(k) ~ k^-8/3, Hanssen 2001), a stratified term
     c_t (h - mean h) with c_t ~ N(0, std/1000) [m/m], and the DEM-error term
@@ -528,31 +533,40 @@ def _nuisance_cube(
     (bperp_j - bperp_i) dz / (R sin inc) with dz = `dem_error` [m], R = SLANT_RANGE_M.
     """
     n, shape = len(bperp), (config.ny, config.nx)
-    cube = np.zeros((n, *shape), dtype=np.float32)
+    strat = None
     if config.stratified:
         coef = _rng(config.seed, _S_STRAT).normal(0.0, config.stratified_std_m_per_km / 1000.0, n)
-        dh = (height - height[land].mean()).astype(np.float64)
-        for k in range(n):
-            cube[k] += ((coef[k] - coef[0]) * dh).astype(np.float32)
+        strat = coef - coef[0], (height - height[land].mean()).astype(np.float64)
+    dem = None
     if config.dem_error:
-        factor = dem_error / (SLANT_RANGE_M * np.sin(np.deg2rad(incidence.astype(np.float64))))
-        for k in range(n):
-            cube[k] += (bperp[k] * factor).astype(np.float32)
+        dem = dem_error / (SLANT_RANGE_M * np.sin(np.deg2rad(incidence.astype(np.float64))))
+    ramp = None
     if config.ramp:
-        coef = _rng(config.seed, _S_RAMP).normal(0.0, config.ramp_std_m, size=(n, 5))
-        coef[:, 2:] *= 0.3  # the quadratic part is weaker than the plane
-        coef -= coef[0]  # relative to the first date, like every nuisance
+        rcoef = _rng(config.seed, _S_RAMP).normal(0.0, config.ramp_std_m, size=(n, 5))
+        rcoef[:, 2:] *= 0.3  # the quadratic part is weaker than the plane
+        rcoef -= rcoef[0]  # relative to the first date, like every nuisance
         yn = np.linspace(-1.0, 1.0, shape[0])[:, None]
         xn = np.linspace(-1.0, 1.0, shape[1])[None, :]
-        basis = np.stack(np.broadcast_arrays(xn, yn, xn * yn, xn**2 - 1 / 3, yn**2 - 1 / 3))
-        cube += np.einsum("kt,tyx->kyx", coef, basis).astype(np.float32)
+        ramp = rcoef, np.stack(np.broadcast_arrays(xn, yn, xn * yn, xn**2 - 1 / 3, yn**2 - 1 / 3))
+    turb_rng = None
     if config.turbulence and config.turbulence_std_m > 0:
-        rng = _rng(config.seed, _S_TURB)
-        first = power_law_field(rng, shape, beta=8.0 / 3.0) * np.float32(config.turbulence_std_m)
-        for k in range(1, n):
-            field_k = power_law_field(rng, shape, beta=8.0 / 3.0)
-            cube[k] += field_k * np.float32(config.turbulence_std_m) - first
-    return cube
+        turb_rng, std = _rng(config.seed, _S_TURB), np.float32(config.turbulence_std_m)
+    first = None
+    for k in range(n):
+        layer = np.zeros(shape, dtype=np.float32)
+        if strat is not None:
+            layer += (strat[0][k] * strat[1]).astype(np.float32)
+        if dem is not None:
+            layer += (bperp[k] * dem).astype(np.float32)
+        if ramp is not None:
+            layer += np.einsum("t,tyx->yx", ramp[0][k], ramp[1]).astype(np.float32)
+        if turb_rng is not None:
+            turb = power_law_field(turb_rng, shape, beta=8.0 / 3.0)
+            if first is None:
+                first = turb * std
+            else:
+                layer += turb * std - first
+        yield layer
 
 
 def _dem_error(config: SceneConfig, water: np.ndarray) -> np.ndarray:
@@ -693,6 +707,8 @@ class _PairModel:
     offsets: np.ndarray  # per-pair constant phase [rad]
     patches: dict[int, UnwrapErrorPatch]
     water: np.ndarray
+    displacement: DateStack  # truth per date [m]
+    nuisance: DateStack  # [m]
 
 
 @dataclass(eq=False)  # holds arrays: identity, not element-wise, equality
@@ -734,8 +750,7 @@ class Scene:
         """
         cfg, model = self.config, self._model
         i, j = self.pairs[k]
-        disp = self.truth["displacement"].data
-        nuis = self.truth["nuisance"].data
+        disp, nuis = model.displacement, model.nuisance
         los = (disp[j].astype(np.float64) + nuis[j]) - (disp[i].astype(np.float64) + nuis[i])
         phase = (-4.0 * np.pi / SENTINEL1_WAVELENGTH) * los
         g = model.coherence.coherence(k)
@@ -797,8 +812,14 @@ _STACK_GEOMETRY = ("height", "incidence", "los_e", "los_n", "los_u", "water")
 TRACK = {"ascending": 5, "descending": 12}
 
 
-def simulate_scene(config: SceneConfig) -> Scene:
-    """Build the synthetic scene (truth and per-date fields; interferograms stay lazy)."""
+def simulate_scene(config: SceneConfig, spill_dir: Path | None = None) -> Scene:
+    """Build the synthetic scene (truth and per-date fields; interferograms stay lazy).
+
+    The per-date truth cubes (displacement, nuisance) are built date by date; with
+    `spill_dir` (an existing folder, kept as long as the scene is used) they go to raw files
+    there instead of memory, and the scene's truth holds them as dask arrays: what a large
+    scene needs (`SceneConfig.preset('large')`: 1.8 GB per cube). Same values either way.
+    """
     grid = _grid(config)
     dates = acquisition_dates(config)
     pairs = licsar_network(dates, config.seed)
@@ -818,11 +839,19 @@ def simulate_scene(config: SceneConfig) -> Scene:
     coherent = _land_cover(config, grid, water, ploughed)
     defo = _deformation(config, grid, geom, len(dates))
 
-    displacement = np.empty((len(dates), config.ny, config.nx), dtype=np.float32)
+    shape, n_dates = (config.ny, config.nx), len(dates)
+    cube_gib = 2 * n_dates * config.ny * config.nx * 4 / 2**30
+    if spill_dir is None and cube_gib > 2:
+        logger.warning("the truth cubes hold %.1f GiB in memory; pass spill_dir", cube_gib)
+    spill = (lambda name: None) if spill_dir is None else (lambda name: Path(spill_dir) / name)
+    displacement = DateStack(n_dates, shape, spill("displacement.f32"))
     for k, t in enumerate(t_years):
         displacement[k] = _displacement_at(defo, float(t), k)
     dem_err = _dem_error(config, water)
-    nuisance = _nuisance_cube(config, height, ~water, dem_err, geom["incidence"], bperp)
+    nuisance = DateStack(n_dates, shape, spill("nuisance.f32"))
+    layers = _nuisance_dates(config, height, ~water, dem_err, geom["incidence"], bperp)
+    for k, layer in enumerate(layers):
+        nuisance[k] = layer
 
     coh_model = _coherence_model(config, coherent, ploughed, dates, pairs)
     mean_coh = np.zeros((config.ny, config.nx), dtype=np.float64)
@@ -838,8 +867,8 @@ def simulate_scene(config: SceneConfig) -> Scene:
         offsets[:] = 0.0
 
     scene_fields = {
-        "displacement": displacement,
-        "nuisance": nuisance,
+        "displacement": displacement.array(),
+        "nuisance": nuisance.array(),
         "velocity": _ls_velocity(displacement, t_years),
         "dem_error": dem_err,
         "height": height,
@@ -850,7 +879,8 @@ def simulate_scene(config: SceneConfig) -> Scene:
         "mean_coherence": mean_coh,
     }
     truth = _truth_dataset(config, grid, dates, bperp, scene_fields, ref, pairs, patches, defo)
-    model = _PairModel(coh_model, offsets, {p.pair: p for p in patches}, water)
+    patch_of = {p.pair: p for p in patches}
+    model = _PairModel(coh_model, offsets, patch_of, water, displacement, nuisance)
     return Scene(config, dates, pairs, bperp, truth, model)
 
 
@@ -873,7 +903,7 @@ def _truth_dataset(
     grid: _Grid,
     dates: np.ndarray,
     bperp: np.ndarray,
-    fields: dict[str, np.ndarray],
+    fields: dict[str, np.ndarray | da.Array],
     ref: tuple[int, int],
     pairs: list[tuple[int, int]],
     patches: list[UnwrapErrorPatch],
@@ -884,7 +914,8 @@ def _truth_dataset(
     for name, arr in fields.items():
         dims = ("time", "y", "x") if arr.ndim == 3 else ("y", "x")
         attrs = {"units": _UNITS[name]} if name in _UNITS else {}
-        data_vars[name] = (dims, np.ascontiguousarray(arr), attrs)
+        data = arr if isinstance(arr, da.Array) else np.ascontiguousarray(arr)
+        data_vars[name] = (dims, data, attrs)
     data_vars["bperp"] = ("time", bperp, {"units": "m"})
     ymd = [str(d).replace("-", "") for d in dates]
     errors = [
