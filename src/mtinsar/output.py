@@ -27,11 +27,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
-from mtinsar import plot
 from mtinsar.config import OutputConfig
 from mtinsar.errors import InputError
 from mtinsar.pipeline import SbasRun
@@ -128,6 +126,10 @@ def write_cog(layer: xr.DataArray, path: Path) -> None:
 
 def _write_figures(run: SbasRun, folder: Path, config: OutputConfig) -> dict[str, Path]:
     """The PNG figures of a run; returns name -> file."""
+    import matplotlib.pyplot as plt  # here: `mtinsar update` writes stores, never figures
+
+    from mtinsar import plot
+
     folder.mkdir()
     result, network = run.result, run.network
     points = plot.sample_points(result, config.n_sample_points)
