@@ -101,37 +101,42 @@ def open_result(path: str | Path) -> xr.Dataset:
 
 
 def open_store(path: str | Path, dask: bool = True) -> xr.Dataset:
-    """A result store, its layers composed onto their bases (lazy; `open_version`)."""
-    path = Path(path)
-    layer = xr.open_zarr(path, decode_coords="all", **({} if dask else {"chunks": None}))
-    if BASE_ATTR not in layer.attrs:
-        return layer
-    base_path = _base_of(path, layer)
-    if not (base_path / "zarr.json").is_file():
-        raise InputError(
-            f"{path}: its base store {base_path} is missing; restore it (a version is a layer "
-            "on the one before) or re-run the whole history with `mtinsar run`"
-        )
-    base = open_store(base_path, dask)
-    n_old = base.sizes["time"]
-    if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
-        raise InputError(f"{path}: its dates do not continue those of {base_path}; re-run")
-    added = layer["displacement_added"].rename(added_time="time")
-    added = added.assign_coords(time=layer["time"].values[n_old:])
-    cube = xr.concat([base["displacement"], added], dim="time", coords="minimal", compat="override")
-    gain = layer["history_gain"].astype(np.float32)  # float32 as the cube: half the traffic
-    correction = xr.dot(gain, layer["history_delta"], dim="history_rank")
-    displacement = (cube + correction).transpose("time", "y", "x")
-    displacement.attrs = base["displacement"].attrs
-    inherited = json.loads(layer.attrs[INHERITED_ATTR])
-    own = layer.drop_vars(["displacement_added", "history_gain", "history_delta"])
-    out = own.assign(displacement=displacement, **{name: base[name] for name in inherited})
-    out.attrs = {k: v for k, v in layer.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
+    """A result store, its layers composed onto their bases (lazy; `open_version`).
+
+    A chain of layers is composed in one step: the whole store's cube and every layer's
+    added dates joined once, plus the sum of the layers' corrections as one product.
+    """
+    kwargs = {} if dask else {"chunks": None}
+    chain = [xr.open_zarr(p, decode_coords="all", **kwargs) for p in _chain(path)]
+    top = chain[0]
+    if len(chain) == 1:
+        return top
+    layers = chain[-2::-1]  # bottom-up, each on the one before
+    pieces, gains, deltas = [chain[-1]["displacement"]], [], []
+    n_dates = top.sizes["time"]
+    for base, layer in zip(chain[:0:-1], layers, strict=True):
+        n_old = base.sizes["time"]
+        if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
+            raise InputError(f"{path}: a layer's dates do not continue those below; re-run")
+        added = layer["displacement_added"].rename(added_time="time")
+        pieces.append(added.assign_coords(time=layer["time"].values[n_old:]))
+        gain = layer["history_gain"].values
+        gains.append(np.pad(gain, ((0, n_dates - gain.shape[0]), (0, 0))))
+        deltas.append(layer["history_delta"])
+    cube = xr.concat(pieces, dim="time", coords="minimal", compat="override")
+    # float32 as the cube: half the memory traffic of float64
+    gain = xr.DataArray(
+        np.concatenate(gains, axis=1).astype(np.float32), dims=("time", "history_rank")
+    )
+    delta = xr.concat(deltas, dim="history_rank", coords="minimal", compat="override")
+    displacement = (cube + xr.dot(gain, delta, dim="history_rank")).transpose("time", "y", "x")
+    displacement.attrs = chain[-1]["displacement"].attrs
+    out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
+    out = out.assign(displacement=displacement)
+    for name in json.loads(top.attrs[INHERITED_ATTR]):  # from the nearest layer holding it
+        out[name] = next(ds[name] for ds in chain[1:] if name in ds.data_vars)
+    out.attrs = {k: v for k, v in top.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
     return out
-
-
-def _base_of(path: Path, layer: xr.Dataset) -> Path:
-    return Path(os.path.normpath(path / layer.attrs[BASE_ATTR]))
 
 
 def _chain(path: str | Path) -> list[Path]:
@@ -141,7 +146,13 @@ def _chain(path: str | Path) -> list[Path]:
         attrs = json.loads((chain[-1] / "zarr.json").read_text()).get("attributes", {})
         if BASE_ATTR not in attrs:
             return chain
-        chain.append(Path(os.path.normpath(chain[-1] / attrs[BASE_ATTR])))
+        base = Path(os.path.normpath(chain[-1] / attrs[BASE_ATTR]))
+        if not (base / "zarr.json").is_file():
+            raise InputError(
+                f"{chain[-1]}: its base store {base} is missing; restore it (a version is a "
+                "layer on the one before) or re-run the whole history with `mtinsar run`"
+            )
+        chain.append(base)
 
 
 def layers_below(path: str | Path) -> int:
