@@ -294,11 +294,13 @@ def _nrt(nrt: dict) -> list[str]:
         "is the update's own time (update.json); resident is the wall time less the "
         "interpreter and imports every process pays first "
         f"({_fmt(nrt['imports']['wall_s']) if 'imports' in nrt else 'n/a'} s), i.e. what a "
-        "resident `mtinsar watch` pays per update.",
+        "resident `mtinsar watch` pays per update; in one process: the same updates made "
+        "one after the other by one Python process, as `mtinsar watch` makes them.",
         "",
         "| update | date | wall [s] | CPU [s] | peak RSS [MiB] | compute [s] | wall / full "
-        "re-run | resident / full re-run | compute / full re-run |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "re-run | resident / full re-run | in one process [s] | in one process / full "
+        "re-run | compute / full re-run |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k, u in enumerate(nrt["updates"], start=1):
         lines.append(
@@ -306,13 +308,17 @@ def _nrt(nrt: dict) -> list[str]:
             f"{_fmt(u['peak_rss_mib'], 0)} | {_fmt(u['compute_s'])} | "
             f"{u['fraction_of_full_rerun']:.1%} | "
             f"{u.get('resident_fraction_of_full_rerun', float('nan')):.1%} | "
+            f"{_fmt(u.get('in_process_s', float('nan')))} | "
+            f"{u.get('in_process_fraction_of_full_rerun', float('nan')):.1%} | "
             f"{u['compute_fraction_of_full_rerun']:.1%} |"
         )
     target = nrt["targets"]
     lines += [
         "",
         f"Largest update / full re-run: **{nrt['max_update_fraction']:.1%}** as a process, "
-        f"**{nrt.get('max_resident_update_fraction', float('nan')):.1%}** resident (target "
+        f"**{nrt.get('max_resident_update_fraction', float('nan')):.1%}** resident, "
+        f"**{nrt.get('max_in_process_update_fraction', float('nan')):.1%}** in one process "
+        "(target "
         f"<= {target['update_fraction']:.0%}: {ok('update_fraction')}). Velocity after the "
         f"last update vs the full re-run: RMS difference **"
         f"{_fmt(nrt['velocity_rms_diff_mm_yr'], 3)} mm/yr** over "

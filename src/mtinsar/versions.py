@@ -18,12 +18,12 @@ Layered versions. An update changes little of a result: the new date's displacem
 rank-m correction of the history (the exact sequential step moves every date by
 gain @ δx_W, `mtinsar.nrt.sequential_update`), and a few 2-D layers (velocity, its std, the
 model state). Rewriting the whole cube for that cost most of an update, so an update's store
-is a layer on the store it updates (`write_layer`): it holds the new dates
+is a layer on the store it updates (`layer_dataset`): it holds the new dates
 (`displacement_added`), the correction's factors (`history_gain` (time, rank) and
 `history_delta` (rank, y, x) [m]) and the variables that changed; its attrs name the base
 store (relative path) and the variables inherited unchanged from it. `open_store` composes
-the layers lazily, displacement = concat(base, added) + history_gain @ history_delta, so
-every reader sees a plain result. A layer is never changed once written and its base never
+a chain of layers, displacement = concat(base, added...) + Σ history_gain @ history_delta,
+so every reader sees a plain result. A layer is never changed once written and its base never
 moves, so earlier versions stay readable; a layer on a chain of `MAX_LAYERS` is written
 whole instead, which bounds the cost of reading.
 """

@@ -24,6 +24,7 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtinsar.conventions import years_since
+from mtinsar.simulate.datestack import DateStack
 from mtinsar.simulate.scene import Scene, SceneConfig, simulate_scene
 
 
@@ -108,7 +109,12 @@ def simulate_track(config: SceneConfig, motion: GroundMotion) -> Scene:
         velocity_up=(plane, vu.astype(np.float32), {"units": "m/yr"}),
     )
     new_truth.attrs["ground_motion"] = motion.model_dump_json()
-    return dataclasses.replace(scene, truth=new_truth)
+    # the interferograms are made from the model's per-date truth, not from `truth`
+    stack = DateStack(len(scene.dates), d_los.shape[1:])
+    for k, layer in enumerate(d_los):
+        stack[k] = layer
+    model = dataclasses.replace(scene._model, displacement=stack)
+    return dataclasses.replace(scene, truth=new_truth, _model=model)
 
 
 def simulate_track_pair(
