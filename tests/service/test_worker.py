@@ -125,5 +125,5 @@ def test_a_killed_worker_job_is_finished_by_another(tmp_path, database_url, fact
             os.killpg(first.pid, signal.SIGKILL)
     with factory() as s:
         job = s.get(db.Job, job_id)
-    assert (job.status, job.attempts) == (db.SUCCESSFUL, 2)
+    assert (job.status, job.attempts) == (db.SUCCESSFUL, 2), job.message
     assert xr.open_dataarray(config.job_dir(job_id) / RESULT / "velocity.tif").notnull().any()

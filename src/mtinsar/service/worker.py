@@ -67,7 +67,15 @@ def _run(
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
         target=_child,
-        args=(job.process_id, job.inputs, str(job_dir), config.model_dump_json(), progress, sender),
+        args=(
+            job.process_id,
+            job.inputs,
+            str(job_dir),
+            config.model_dump_json(),
+            progress,
+            sender,
+            os.getpid(),
+        ),
         name=f"mtinsar-job-{job.id}",
     )
     child.start()
@@ -115,11 +123,12 @@ def _child(
     config_json: str,
     progress: Any,
     sender: Any,
+    parent: int,
 ) -> None:
     """Run one job (in the child process) and send (kind, outputs or message, CPU-seconds)."""
     import resource
 
-    _die_with_parent()
+    _die_with_parent(parent)
     config = ServiceConfig.model_validate_json(config_json)
     folder = Path(job_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -148,8 +157,10 @@ def _child(
     sender.close()
 
 
-def _die_with_parent() -> None:
-    """Have Linux kill this process when its worker dies (SIGKILL leaves no time to clean up).
+def _die_with_parent(parent: int) -> None:
+    """Have Linux kill this process when its worker `parent` dies (SIGKILL leaves no time to
+    clean up); exit now if it died already, while this interpreter was starting (the signal
+    is armed only from here on).
 
     Otherwise an orphan would go on writing the job's folder while another worker reruns it.
     """
@@ -160,6 +171,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the lease still re-queues the job
         return
+    if os.getppid() != parent:  # reparented: the worker is gone
+        os._exit(1)
 
 
 def _cpu_seconds(pid: int | None) -> float:
