@@ -267,8 +267,7 @@ def _large(large: dict) -> list[str]:
         *_stage_rows(run),
         "",
         f"Peak RSS {_fmt(peak / 1024)} GiB against the target of {_fmt(target, 1)} GiB: "
-        f"{'met' if large['meets_target'] else 'NOT met'}"
-        + (f" so far; the run was {large['incomplete']}." if large.get("incomplete") else "."),
+        f"{'met' if large['meets_target'] else 'NOT met'}.",
         "",
     ]
 
