@@ -16,6 +16,7 @@ releases the GIL).
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -93,6 +94,7 @@ def solve(
     gamma² · (mean valid weight) · (I - U Uᵀ), U = `line` (n_dates - 1, 2) the rows of dates
     1.. of an orthonormal basis of span{1, t} over all dates. N + c·I keeps the envelope and
     is factorised; the rank-2 part is taken off with the Woodbury identity (Woodbury 1950).
+    `threads` (default: all cores from the main thread, 1 from any other) share the pixels.
     """
     m = order.first.size
     out = np.empty((m, pixels.size))
@@ -126,7 +128,12 @@ def solve(
             out[:, sl],
         )
 
-    n_threads = min(threads or os.cpu_count() or 1, len(starts))
+    if threads is None:
+        # called from a worker thread (Dask's, a service's) the caller already runs one
+        # task per core: more threads would only oversubscribe them
+        main = threading.current_thread() is threading.main_thread()
+        threads = (os.cpu_count() or 1) if main else 1
+    n_threads = min(threads, len(starts))
     if n_threads == 1:
         for s in starts:
             task(s)
