@@ -197,12 +197,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def cramer_rao_weights(coh: np.ndarray, looks: int) -> np.ndarray:
-    """Inverse phase variance [1/rad^2] from coherence; coherence clipped to [0.05, 0.9975]
-    like MintPy's look-up table so weights stay finite."""
-    from mtinsar.simulate import coherence_phase_sigma
-
-    g = np.clip(coh, 0.05, 0.9975)
-    return 1.0 / coherence_phase_sigma(g, looks) ** 2
+    """Inverse phase variance [1/rad^2] from coherence, the Cramer-Rao bound
+    (`mtinsar.simulate.coherence_phase_sigma` squared, inverted: 2 L g^2 / (1 - g^2));
+    coherence clipped to [0.05, 0.9975] like MintPy's look-up table so weights stay finite."""
+    g2 = np.clip(coh, np.float32(0.05), np.float32(0.9975)) ** 2
+    return (2 * looks) * g2 / (1 - g2)
 
 
 def inversion(args: argparse.Namespace) -> dict:
