@@ -28,11 +28,12 @@ bench: $(STAMP) sysdeps
 	$(BIN)/python benchmarks/speed.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/accuracy.py
 	$(BIN)/python benchmarks/nrt_update.py
+	$(BIN)/python benchmarks/backends.py
 	$(BIN)/python benchmarks/service_load.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .ruff_cache

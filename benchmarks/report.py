@@ -328,13 +328,38 @@ def _nrt(nrt: dict) -> list[str]:
     return lines
 
 
+def _backends(b: dict) -> list[str]:
+    rows = [
+        f"| {name} | {_fmt(r['wall_s'])} | {_fmt(r['throughput_pixel_pairs_per_s'], 0)} |"
+        for name, r in b["backends"].items()
+    ]
+    return [
+        "## Inversion backends: numpy against JAX",
+        "",
+        _machine(b["machine"]),
+        "",
+        f"{_fmt(b['n_pixels'], 0)} pixels, {b['n_dates']} dates, {b['n_pairs']} pairs, "
+        f"coherence-like random weights (benchmarks/backends.py); JAX on `{b['jax_device']}`"
+        " (a CPU device says only that the backend works, not how fast a GPU is).",
+        "",
+        "| backend | wall [s] | throughput [pixel·pairs/s] |",
+        "|---|---:|---:|",
+        *rows,
+        "",
+        f"JAX / numpy time: {b['jax_over_numpy_time']}; largest phase difference "
+        f"{b['max_abs_phase_diff_rad']:.1e} rad.",
+        "",
+    ]
+
+
 def render(results: dict) -> str:
     lines = [
         "# mtinsar benchmark results",
         "",
-        "Written by `make bench` (benchmarks/speed.py, accuracy.py, nrt_update.py); see "
-        "benchmarks/README.md for what each number means. Times are wall-clock seconds on "
-        "this machine, shared with other work: compare ratios from the same run.",
+        "Written by `make bench` (benchmarks/speed.py, accuracy.py, nrt_update.py, "
+        "backends.py); see benchmarks/README.md for what each number means. Times are "
+        "wall-clock seconds on this machine, shared with other work: compare ratios from "
+        "the same run.",
         "",
     ]
     for key, section in results.items():
@@ -346,4 +371,6 @@ def render(results: dict) -> str:
             lines += _accuracy(section)
         elif key.startswith("nrt_update"):
             lines += _nrt(section)
+        elif key == "backends":
+            lines += _backends(section)
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mtinsar import jax_backend
 from mtinsar.corrections.dem_error import DemErrorConfig
 from mtinsar.corrections.external import ExternalDelayConfig
 from mtinsar.corrections.ramp import RampConfig
@@ -200,6 +201,22 @@ class InversionConfig(_Section):
         "factorisation when at least this many share it; the rest use batched normal "
         "equations. A speed knob only: results are the same.",
     )
+    backend: Literal["numpy", "jax"] = Field(
+        "numpy",
+        description="numpy: on the CPU (compiled sparse Cholesky per pixel, BLAS for shared "
+        "patterns). jax: every pixel's normal equations solved by JAX in float64 on its "
+        "default device, a GPU when jax is installed with CUDA (pip install "
+        "'jax[cuda12]'); sbas and nsbas only. Results agree to float rounding.",
+    )
+
+    @model_validator(mode="after")
+    def _backend_supports_method(self) -> InversionConfig:
+        if self.backend == "jax":
+            if self.method == "min-norm":
+                raise ValueError("backend 'jax' solves sbas and nsbas, not min-norm")
+            if not jax_backend.available():
+                raise ValueError(jax_backend.MISSING)
+        return self
 
 
 class MaskConfig(_Section):

@@ -46,7 +46,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import gammaln, hyp2f1
 
-from mtinsar import envelope
+from mtinsar import envelope, jax_backend
 from mtinsar.network import Network
 
 #: Upper bound on the memory of one batch of normal matrices [bytes].
@@ -60,6 +60,7 @@ MAX_COHERENCE = 0.999
 
 Method = Literal["sbas", "min-norm", "nsbas"]
 VarianceModel = Literal["pdf", "cramer-rao"]
+Backend = Literal["numpy", "jax"]
 
 
 @dataclass
@@ -98,6 +99,7 @@ def invert(
     min_group_size: int = 8,
     gamma: float = NSBAS_GAMMA,
     min_valid: int | None = None,
+    backend: Backend = "numpy",
 ) -> SbasResult:
     """Invert pair phases `unw` (n_pairs, n_pix) [rad, NaN = missing] for date phases.
 
@@ -107,8 +109,12 @@ def invert(
     with one factorisation when at least `min_group_size` share it. `gamma` weighs the NSBAS
     constraint relative to a pair equation of the pixel's mean weight. `min-norm` and
     `nsbas` solve pixels with at least `min_valid` valid pairs (default n_dates - 1, the
-    fewest that can connect every date); `sbas` solves connected pixels only.
+    fewest that can connect every date); `sbas` solves connected pixels only. `backend`
+    "jax" solves every pixel's normal equations with JAX (`mtinsar.jax_backend`, e.g. on a
+    GPU; not for `min-norm`).
     """
+    if backend not in ("numpy", "jax") or (backend == "jax" and method == "min-norm"):
+        raise ValueError(f"backend must be 'numpy' or, except for min-norm, 'jax': {backend!r}")
     if unw.ndim != 2 or unw.shape[0] != network.n_pairs:
         raise ValueError(f"unw must be (n_pairs={network.n_pairs}, n_pix), got {unw.shape}")
     if weights is not None and weights.shape != unw.shape:
@@ -131,15 +137,15 @@ def invert(
 
     solver = _Solver(network, method, gamma)
     x = np.full((network.n_dates - 1, unw.shape[1]), np.nan)
+    line, g = (_line_basis(network)[1:], gamma) if method == "nsbas" else (None, 0.0)
+    if backend == "jax":
+        x[:, todo] = jax_backend.solve(unw, weights, todo, network, g, line)
+        todo = todo[:0]
     if weights is None:
         todo = solver.solve_shared_patterns(unw, valid, todo, x, min_group_size)
     if todo.size and method != "min-norm":
         order = envelope.envelope_order(network)
-        if method == "nsbas":
-            line = _line_basis(network)[1:]
-            x[:, todo] = envelope.solve(unw, weights, todo, order, gamma, line)
-        else:
-            x[:, todo] = envelope.solve(unw, weights, todo, order)
+        x[:, todo] = envelope.solve(unw, weights, todo, order, g, line)
     elif todo.size:
         w = np.where(valid[:, todo], 1.0 if weights is None else weights[:, todo], 0.0)
         b = np.where(w > 0, unw[:, todo], 0.0)

@@ -139,6 +139,7 @@ def _invert_pixels(
         min_group_size=inv.min_group_size,
         gamma=inv.gamma,
         min_valid=inv.min_valid_pairs,
+        backend=inv.backend,
     )
     d = rereference(res.phase * to_metres, network.dates, config.model.reference_date)
     # where NSBAS/min-norm bridged a gap its offset is unknown: free in the fit (model.py)
