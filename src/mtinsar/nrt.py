@@ -72,10 +72,12 @@ import logging
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import shapely
@@ -608,14 +610,18 @@ def sequential_update(
     return simple
 
 
-def corrected_history(history: np.ndarray, est: NewDate) -> np.ndarray:
-    """`history` (n, y, x) [m] with the exact step's correction gain @ delta added (same dtype)."""
+def corrected_history(history: np.ndarray | da.Array, est: NewDate) -> np.ndarray | da.Array:
+    """`history` (n, y, x) [m] with the exact step's correction gain @ delta added.
+
+    Same dtype; lazy when `history` is a dask array.
+    """
     if est.history_gain is None:
         return history
-    n, m = est.history_gain.shape
     gain = est.history_gain.astype(history.dtype)
-    delta = est.history_delta.reshape(m, -1).astype(history.dtype)
-    return history + (gain @ delta).reshape(history.shape)
+    delta = est.history_delta.astype(history.dtype)
+    if isinstance(history, da.Array):
+        delta = _as_dask(delta)
+    return history + np.tensordot(gain, delta, axes=1)
 
 
 def _joint_normal(
@@ -897,10 +903,7 @@ def _updated_result(
     """`result` with the (corrected) history, the new date and the refitted model layers."""
     t = years_since(dates, state.origin)
     v, v_std = mid_span_velocity(sol, state.names, float((t[0] + t[-1]) / 2))
-    old = result["displacement"].values
-    cube = np.empty((old.shape[0] + 1, *old.shape[1:]), dtype=np.float32)
-    cube[:-1] = corrected_history(old.astype(np.float32, copy=False), est)
-    cube[-1] = est.displacement
+    cube = _appended_cube(result["displacement"].data, est)
     drop = [*STATE_VARIABLES, "nrt_network", "nrt_param", "nrt_param_2"]
     out = result.drop_vars(drop, errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))
@@ -933,6 +936,27 @@ def _updated_result(
     # names in attrs, not a string coordinate: Zarr v3 has no stable string dtype yet
     out.attrs.update(nrt_origin=str(state.origin), nrt_params=json.dumps(state.names))
     return out
+
+
+def _appended_cube(history: Any, est: NewDate) -> da.Array:
+    """The corrected history and the new date as one lazy float32 cube (time, y, x) [m].
+
+    Lazy so that an update writing a layer (`versions.layer_dataset`) computes only the new
+    date: the corrected history is stored as its factors, never as a cube.
+    """
+    hist = corrected_history(_as_dask(history).astype(np.float32), est)
+    new = _as_dask(est.displacement.astype(np.float32)[None])
+    return da.concatenate([hist, new.rechunk((1, *hist.chunks[1:]))], axis=0)
+
+
+def _as_dask(array: Any) -> da.Array:
+    """`array` as a dask array; a NumPy array becomes one block that is the array itself
+    (`da.from_array` would copy and hash it: 0.5 s for a medium scene's cube)."""
+    if isinstance(array, da.Array):
+        return array
+    name = f"nrt-{uuid.uuid4().hex}"
+    chunks = tuple((n,) for n in array.shape)
+    return da.Array({(name, *(0,) * array.ndim): array}, name, chunks, dtype=array.dtype)
 
 
 def _new_bperp(result: xr.Dataset, kept: xr.Dataset) -> float:

@@ -86,6 +86,10 @@ def store_path(folder: str | Path, version: int | None = None) -> Path:
     return path
 
 
+#: Pixels per block when a chain is composed in memory.
+_BLOCK_PX = 16384
+
+
 def open_version(folder: str | Path, version: int | None = None, dask: bool = True) -> xr.Dataset:
     """The result of `version` (default: current): lazily (dask), or with `dask` False as
     arrays read when first used (faster when the whole result is loaded at once)."""
@@ -125,11 +129,19 @@ def open_store(path: str | Path, dask: bool = True) -> xr.Dataset:
         deltas.append(layer["history_delta"])
     cube = xr.concat(pieces, dim="time", coords="minimal", compat="override")
     # float32 as the cube: half the memory traffic of float64
-    gain = xr.DataArray(
-        np.concatenate(gains, axis=1).astype(np.float32), dims=("time", "history_rank")
-    )
+    gain = np.concatenate(gains, axis=1).astype(np.float32)
     delta = xr.concat(deltas, dim="history_rank", coords="minimal", compat="override")
-    displacement = (cube + xr.dot(gain, delta, dim="history_rank")).transpose("time", "y", "x")
+    if dask:
+        correction = xr.dot(xr.DataArray(gain, dims=("time", "history_rank")), delta)
+        displacement = (cube + correction).transpose("time", "y", "x")
+    else:  # in place, a block of pixels at a time: no cube-sized temporaries
+        displacement = cube.transpose("time", "y", "x")
+        values = np.ascontiguousarray(displacement.values)
+        flat = values.reshape(n_dates, -1)  # a view: the blocks below write into `values`
+        d = delta.transpose("history_rank", "y", "x").values.reshape(gain.shape[1], -1)
+        for s in range(0, flat.shape[1], _BLOCK_PX):
+            flat[:, s : s + _BLOCK_PX] += gain @ d[:, s : s + _BLOCK_PX]
+        displacement = displacement.copy(data=values)
     displacement.attrs = chain[-1]["displacement"].attrs
     out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
     out = out.assign(displacement=displacement)
@@ -187,7 +199,7 @@ def layer_dataset(
     ]
     if gain.shape[1] == 0:  # no correction (frozen history): one zero term keeps shapes simple
         gain, delta = np.zeros((gain.shape[0], 1)), np.zeros((1, *delta.shape[1:]))
-    new = result["displacement"].values[n_old:].astype(np.float64)
+    new = result["displacement"][n_old:].values.astype(np.float64)  # only the added dates
     added = new - np.tensordot(gain[n_old:], delta, axes=1)
     layer = result.drop_vars(["displacement", *inherited])
     layer["displacement_added"] = (("added_time", "y", "x"), added.astype(np.float32))
