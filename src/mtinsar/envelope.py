@@ -15,16 +15,13 @@ releases the GIL).
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
+from mtinsar import jit
 from mtinsar.network import Network
 
 #: A pivot below this fraction of its row's diagonal means the pixel's graph is split.
@@ -108,12 +105,9 @@ def solve(
         if line is None or line.shape != (m, 2):
             raise ValueError(f"gamma > 0 needs line of shape ({m}, 2)")
         u[order.position] = line
-    starts = range(0, pixels.size, _TASK_PIXELS)
+    kernel = jit.compiled(_solve_pixels)
 
-    kernel = _kernel()
-
-    def task(s: int) -> None:
-        sl = slice(s, s + _TASK_PIXELS)
+    def task(sl: slice) -> None:
         kernel(
             unw,
             w,
@@ -128,27 +122,8 @@ def solve(
             out[:, sl],
         )
 
-    if threads is None:
-        # called from a worker thread (Dask's, a service's) the caller already runs one
-        # task per core: more threads would only oversubscribe them
-        main = threading.current_thread() is threading.main_thread()
-        threads = (os.cpu_count() or 1) if main else 1
-    n_threads = min(threads, len(starts))
-    if n_threads == 1:
-        for s in starts:
-            task(s)
-    else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(task, starts))
+    jit.over_blocks(task, pixels.size, _TASK_PIXELS, threads)
     return out[order.position]
-
-
-@cache
-def _kernel():
-    """`_solve_pixels` compiled (numba is imported on first use: start-up stays short)."""
-    import numba
-
-    return numba.njit(nogil=True, cache=True)(_solve_pixels)
 
 
 def _solve_pixels(

@@ -37,8 +37,9 @@ tests/corrections/test_dem_error.py). `phase_velocity=False, robust=False` gives
 default estimator (least squares on the phase).
 
 The design matrix is the same for every pixel (ε' absorbs the per-pixel geometry), so the
-normal equations of pixels valid at every date come from one matrix product per iteration;
-pixels missing some dates difference their own consecutive valid dates. The correction
+first solution of pixels valid at every date comes from one matrix product and their
+reweighting runs compiled (numba), one pixel at a time; pixels missing some dates
+difference their own consecutive valid dates and are reweighted in vectorised batches. The correction
 B⊥_t ε' does not depend on R; R only converts ε' into metres of height. The estimate is
 relative to the reference area, like the time series: what is fitted is Δz/(R sin θ) at
 the pixel minus that at the reference.
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mtinsar import jit
 from mtinsar.corrections.ramp import rereference_to_area
 from mtinsar.errors import InputError
 
@@ -344,6 +346,11 @@ def _irls(y: np.ndarray, g: np.ndarray, w: np.ndarray, robust: bool) -> np.ndarr
     m = _weighted_solve(y, g, w)
     if not robust:
         return m / scale[:, None]
+    if shared and (w == 1).all():  # the common case, compiled: one pass a pixel
+        kernel = jit.compiled(_tukey_irls)
+        args = (TUKEY_C, _SCALE_FLOOR, MAX_ITERATIONS, PARAMETER_TOLERANCE)
+        jit.over_blocks(lambda sl: kernel(y[:, sl], g, m[:, sl], *args), y.shape[1], 4096, None)
+        return m / scale[:, None]
     active = np.arange(y.shape[1])  # pixels still moving
     for _ in range(MAX_ITERATIONS):
         ya, wa, ga = y[:, active], w[:, active], g if shared else g[:, active]
@@ -359,6 +366,53 @@ def _irls(y: np.ndarray, g: np.ndarray, w: np.ndarray, robust: bool) -> np.ndarr
         if not active.size:
             break
     return m / scale[:, None]
+
+
+def _tukey_irls(y, g, m, c, floor, max_iterations, tolerance):  # pragma: no cover
+    """`_irls`' reweighting loop for a shared design and unit prior weights, per pixel
+    (numba); `m` (p, n) holds the first solution and is updated in place."""
+    n_rows, p = g.shape
+    res, size_sorted = np.empty(n_rows), np.empty(n_rows)
+    normal, rhs = np.empty((p, p)), np.empty(p)
+    for j in range(y.shape[1]):
+        for _ in range(max_iterations):
+            for k in range(n_rows):
+                r = y[k, j]
+                for q in range(p):
+                    r -= g[k, q] * m[q, j]
+                res[k] = r
+                size_sorted[k] = abs(r)
+            size_sorted.sort()
+            half = n_rows // 2
+            median = size_sorted[half]
+            if n_rows % 2 == 0:
+                median = 0.5 * (size_sorted[half - 1] + median)
+            sigma = max(1.4826 * median, floor)
+            normal[:, :] = 0.0
+            rhs[:] = 0.0
+            for k in range(n_rows):
+                u = res[k] / (c * sigma)
+                w = (1.0 - u * u) ** 2 if abs(u) < 1.0 else 0.0
+                if w < 1e-6:
+                    continue
+                for q in range(p):
+                    rhs[q] += w * y[k, j] * g[k, q]
+                    for q2 in range(p):
+                        normal[q, q2] += w * g[k, q] * g[k, q2]
+            ridge = 0.0
+            for q in range(p):
+                ridge += normal[q, q]
+            ridge = 1e-10 * ridge / p + 2.2250738585072014e-308
+            for q in range(p):
+                normal[q, q] += ridge
+            new = np.linalg.solve(normal, rhs)
+            moved, size = 0.0, 1e-30
+            for q in range(p):
+                moved = max(moved, abs(new[q] - m[q, j]))
+                size = max(size, abs(new[q]))
+                m[q, j] = new[q]
+            if not moved > tolerance * size:
+                break
 
 
 def _predict(g: np.ndarray, m: np.ndarray) -> np.ndarray:
