@@ -40,9 +40,9 @@ The design matrix is the same for every pixel (ε' absorbs the per-pixel geometr
 first solution of pixels valid at every date comes from one matrix product and their
 reweighting runs compiled (numba), one pixel at a time; pixels missing some dates
 difference their own consecutive valid dates and are reweighted in vectorised batches.
-The correction B⊥_t ε' does not depend on R; R only converts ε' into metres of height. The estimate is
-relative to the reference area, like the time series: what is fitted is Δz/(R sin θ) at
-the pixel minus that at the reference.
+The correction B⊥_t ε' does not depend on R; R only converts ε' into metres of height.
+The estimate is relative to the reference area, like the time series: what is fitted is
+Δz/(R sin θ) at the pixel minus that at the reference.
 
 Sign: ε is the coefficient of B⊥_t / (R sin θ) in displacement positive towards the
 satellite, B⊥ being the stack's `bperp` per date (MintPy's design column has the same
