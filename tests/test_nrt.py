@@ -307,3 +307,34 @@ def test_updated_result_round_trips_through_zarr(scene, withheld_run, tmp_path):
     for name in ("displacement", "velocity", "velocity_std", "nrt_rhs", "nrt_network"):
         np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, atol=1e-9)
     assert b.attrs["nrt_updates_since_full"] == 2 and report.updates_since_full == 2
+
+
+def test_update_carries_the_runs_dem_error_over_to_the_new_date():
+    sc = simulate_scene(
+        SceneConfig(ny=60, nx=80, n_dates=24, turbulence=False, stratified=False, seed=4)
+    )
+    stack, last = sc.to_ifgstack(), sc.dates[-1]
+    cfg = RunConfig(dem_error={"enabled": True})
+    run = run_sbas(stack.isel(pair=stack["sec_date"].values < last), cfg)
+    result = attach_network(run.result, run.network)
+    new = _pairs_ending(stack, last)
+    corrected, _ = update(result, new, cfg, NrtConfig())
+    uncorrected, _ = update(result.drop_vars("dem_error"), new, cfg, NrtConfig())
+    res = run.result
+    ref = {"lon": res.attrs["reference_lon"], "lat": res.attrs["reference_lat"]}
+    full = run_sbas(stack, RunConfig(dem_error={"enabled": True}, reference=ref)).result
+    reliable = full["mask"].values & res["mask"].values
+    err = {
+        name: _rms_mm((r["displacement"].values[-1] - full["displacement"].values[-1])[reliable])
+        for name, r in (("corrected", corrected), ("uncorrected", uncorrected))
+    }
+    print(f"new date vs full re-run with DEM-error correction [mm]: {err}")
+    assert err["corrected"] < 0.5 * err["uncorrected"]
+    assert err["corrected"] < 0.3
+
+
+def test_update_refuses_corrections_it_cannot_apply(scene, withheld_run):
+    sc, stack = scene
+    cfg = RunConfig(ramp={"enabled": True})
+    with pytest.raises(ConfigError, match=r"corrections \[ramp\].*mtinsar run --full"):
+        update(withheld_run.result, _pairs_ending(stack, sc.dates[-N_NEW]), cfg, NrtConfig())

@@ -92,7 +92,7 @@ from shapely.ops import unary_union
 from mtinsar import qc
 from mtinsar.config import NrtConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH, phase_to_displacement, years_since
-from mtinsar.corrections import chain
+from mtinsar.corrections.dem_error import DEFAULT_SLANT_RANGE_M
 from mtinsar.corrections.reference import reference_phase
 from mtinsar.errors import ConfigError, InputError
 from mtinsar.inversion import coherence_weights
@@ -204,6 +204,7 @@ def update(
     _check_config(config)
     new_date = _check_inputs(result, new_pairs_stack)
     kept, dropped = _pair_qc(new_pairs_stack, config)
+    kept = remove_dem_error(kept, result, config)
     timings["qc"] = _lap(start)
 
     known = result["time"].values.astype("datetime64[D]")
@@ -371,17 +372,45 @@ def rerun_due(result: xr.Dataset, nrt: NrtConfig) -> tuple[bool, str]:
 
 
 def _check_config(config: RunConfig) -> None:
-    if chain.any_enabled(config):
-        on = [
-            name
-            for name in ("external", "troposphere", "ramp", "dem_error")
-            if getattr(config, name).enabled
-        ]
+    on = [name for name in ("external", "troposphere", "ramp") if getattr(config, name).enabled]
+    if on:
         raise ConfigError(
-            f"update: corrections [{', '.join(on)}] are enabled, but the update estimates the "
-            "new date from uncorrected pairs and would mix corrected and uncorrected dates; "
-            "run `mtinsar run --full` instead, or disable them for monitoring"
+            f"update: corrections [{', '.join(on)}] are enabled, but the update cannot apply "
+            "them to a new date (only dem_error, whose per-pixel estimate it carries over) and "
+            "would mix corrected and uncorrected dates; run `mtinsar run --full` instead, or "
+            "disable them for monitoring"
         )
+
+
+def remove_dem_error(kept: xr.Dataset, result: xr.Dataset, config: RunConfig) -> xr.Dataset:
+    """The new pairs without the DEM-error term the run removed from `result`'s history.
+
+    The DEM error is a constant of each pixel (Fattahi & Amelung 2013): pair (i, j) carries
+    B⊥_ij ε' with ε' = Δz / (R sin θ) (`corrections.dem_error`), taken here from the run's
+    estimate (`dem_error` [m], R from `dem_error.slant_range_m`), not re-estimated: a full
+    re-run refits it. Follows the result: without a `dem_error` layer its history is
+    uncorrected and so are the new pairs.
+    """
+    if "dem_error" not in result.data_vars:
+        if config.dem_error.enabled:
+            log.warning(
+                "update: the result has no DEM-error estimate; the new date is not corrected"
+            )
+        return kept
+    for name, ds, where in (("bperp", kept, "new pairs"), ("incidence", result, "result")):
+        if name not in ds.variables:
+            raise InputError(
+                f"update: the result was corrected for DEM error but the {where} have no "
+                f"'{name}'; give products with baselines and geometry, or re-run without dem_error"
+            )
+    slant = config.dem_error.slant_range_m or DEFAULT_SLANT_RANGE_M
+    sin_inc = np.sin(np.deg2rad(result["incidence"].values.astype(np.float64)))
+    eps = np.nan_to_num(result["dem_error"].values / (slant * sin_inc))  # NaN: not corrected
+    term = kept["bperp"].values.astype(np.float64)[:, None, None] * eps  # (pair, y, x) [m]
+    to_metres = phase_to_displacement(float(kept.attrs.get("wavelength", SENTINEL1_WAVELENGTH)))
+    out = kept.copy()
+    out["unw"] = kept["unw"] - (term / to_metres).astype(kept["unw"].dtype)
+    return out
 
 
 def _check_inputs(result: xr.Dataset, stack: xr.Dataset) -> np.datetime64:
