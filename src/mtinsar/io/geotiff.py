@@ -120,12 +120,9 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
     """rasterio dataset of `path` (a file, a GDAL /vsi path, or an ``s3://``/``https://``
     URL read in place through `mtinsar.sources.remote`); read failures inside become an
     InputError naming it and saying `fix`."""
-    gdal_log = logging.getLogger("rasterio._env")
-    level = gdal_log.level
-    # GDAL's own log lines would only repeat the InputError below on the user's terminal.
-    gdal_log.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
+        # GDAL's own log lines would only repeat the InputError below on the user's terminal.
+        with warnings.catch_warnings(), remote.quiet_gdal():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with remote.open_raster(path) as src:
                 yield src
@@ -134,8 +131,6 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
         raise InputError(
             f"{path}: unreadable GeoTIFF, corrupt or incomplete ({detail}); {fix}"
         ) from exc
-    finally:
-        gdal_log.setLevel(level)
 
 
 def probe(path: str, fix: str) -> RasterInfo:

@@ -59,7 +59,7 @@ from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
 from mtinsar.io import mosaic
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
-from mtinsar.sources.remote import as_path, open_raster
+from mtinsar.sources.remote import as_path, open_raster, quiet_gdal
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -356,7 +356,7 @@ def _pair_key(pair: _Pair) -> tuple[np.datetime64, np.datetime64]:
 def _open_raster(file: Path, fix: str) -> Iterator[Any]:
     """rasterio dataset of `file`; any read failure inside becomes an InputError naming it."""
     try:
-        with warnings.catch_warnings(), _quiet_gdal():
+        with warnings.catch_warnings(), quiet_gdal():
             # A file without georeferencing is reported below as a grid problem instead.
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with open_raster(file) as src:
@@ -367,19 +367,6 @@ def _open_raster(file: Path, fix: str) -> Iterator[Any]:
         raise InputError(
             f"{file}: unreadable GeoTIFF, corrupt or incomplete ({detail}); {fix}"
         ) from exc
-
-
-@contextmanager
-def _quiet_gdal() -> Iterator[None]:
-    """Mute GDAL's log lines while a file is read: for a damaged file they only repeat the
-    message of the InputError raised for it, ahead of it on the user's terminal."""
-    gdal_log = logging.getLogger("rasterio._env")
-    level = gdal_log.level
-    gdal_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        gdal_log.setLevel(level)
 
 
 def _raster_grid(src: Any, file: Path) -> tuple[mosaic.Grid, bool]:
