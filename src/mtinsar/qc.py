@@ -308,7 +308,7 @@ def loop_counts(
     shape = phase.shape[1:]
     flat = phase.reshape(phase.shape[0], int(np.prod(shape)))
     ok = np.isfinite(flat)
-    np.nan_to_num(flat, copy=False, nan=0.0)  # missing loops: 0, neither bad nor in the RMS
+    flat[~ok] = 0.0  # missing loops (NaN): 0, neither bad nor in the RMS
     bad = np.abs(flat) > threshold
     sq = np.square(flat, out=flat)
     counts = LoopCounts(
