@@ -16,7 +16,8 @@ told apart by their log lines.
 coherence -> weights 1/sigma^2 with the Cramer-Rao phase variance
 sigma^2 = (1 - g^2) / (2 L g^2) (Rodriguez & Martin 1992), the reference pixel's phase taken
 out of every pair, then `mtinsar.inversion.invert_sbas(..., weights=...)` block by block.
-Peak RSS per stage is sampled from /proc/self/statm every 5 ms.
+Peak RSS per stage is sampled from /proc/self/statm every 5 ms. BLAS runs one thread per call
+unless the environment says otherwise, as under the `mtinsar` command (`single_threaded_blas`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
+from mtinsar.cli import single_threaded_blas
+
+single_threaded_blas()  # before numpy is imported, as the `mtinsar` command does
+
+import numpy as np  # noqa: E402
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

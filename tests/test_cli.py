@@ -42,6 +42,31 @@ def result_dir(noise_free_frame, tmp_path_factory):
     return out
 
 
+BLAS_PROBE = (
+    "import os, sys; from mtinsar.cli import BLAS_THREAD_VARIABLES, single_threaded_blas; "
+    "numpy_first = sys.argv[1] == 'numpy' and __import__('numpy'); single_threaded_blas(); "
+    "print(' '.join(os.environ.get(v, '-') for v in BLAS_THREAD_VARIABLES))"
+)
+
+
+@pytest.mark.parametrize(
+    ("given", "first", "expected"),
+    [({}, "", "1 1 1"), ({"OPENBLAS_NUM_THREADS": "3"}, "", "1 3 1"), ({}, "numpy", "- - -")],
+)
+def test_blas_gets_one_thread_unless_told_or_too_late(given, first, expected):
+    # Dask's one task per core, each with a BLAS pool, would oversubscribe the cores.
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE, first or "-"],
+        capture_output=True,
+        text=True,
+        env={**env, **given},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == expected.split()
+
+
 def test_run_writes_every_output(result_dir):
     for name in ("velocity", "velocity_std", "temporal_coherence", "mask"):
         assert (result_dir / f"{name}.tif").is_file()

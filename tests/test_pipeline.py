@@ -114,6 +114,22 @@ def test_stack_store_gives_the_same_result_as_the_folder(noise_free_frame, tmp_p
     np.testing.assert_allclose(stored["displacement"], direct["displacement"], atol=1e-7)
 
 
+def test_whole_width_bands_give_the_result_of_square_blocks(default_frame):
+    # The simulator writes striped GeoTIFFs, as LiCSAR does: the blocks are bands of
+    # chunk_size² pixels, kept so by the run; the result is that of square blocks.
+    cfg = RunConfig()
+    cfg.ingest.chunk_size = 64
+    stack = load_input(default_frame, cfg)
+    assert stack["unw"].chunks[1:] == ((16,) * 12 + (8,), (250,))  # 13 bands of 64² px
+    bands = run_sbas(stack, cfg)
+    squares = run_sbas(stack.chunk({"y": 64, "x": 64}), cfg)
+    for name in ("n_components", "closure_errors", "mask"):
+        np.testing.assert_array_equal(bands.result[name], squares.result[name])
+    for name in ("displacement", "velocity", "temporal_coherence"):
+        np.testing.assert_allclose(bands.result[name], squares.result[name], rtol=0, atol=1e-6)
+    assert bands.summary["reference"] == squares.summary["reference"]
+
+
 def test_given_reference_point_is_used(noise_free_frame):
     truth = load_truth(noise_free_frame)
     lon, lat = float(truth["x"][10]), float(truth["y"][12])

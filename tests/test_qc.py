@@ -208,6 +208,11 @@ def test_closure_error_count_layer(scenes):
     assert patch.sum() > 500
     assert (count[patch] >= 2).mean() > 0.98
     assert count[~patch & land].mean() < 0.005
+    # The per-pixel layer of loop_counts, exactly, NaN pairs included.
+    holed = np.where(np.random.default_rng(1).random(unw.shape) < 0.05, np.nan, unw)
+    _, pixel = qc.loop_counts(holed, c, qc.QcConfig().closure_threshold)
+    count = qc.closure_error_count(holed, c, qc.QcConfig().closure_threshold)
+    np.testing.assert_array_equal(count, pixel.n_bad_loops)
 
 
 def test_closure_phase_marks_missing_pairs_and_checks_shapes():
@@ -216,8 +221,8 @@ def test_closure_phase_marks_missing_pairs_and_checks_shapes():
         np.array(["2020-01-13", "2020-01-25", "2020-01-25"], dtype="datetime64[D]"),
     )
     c = net.closure_matrix()
-    unw = np.array([[1.0, 1.0], [3.0, np.nan], [2.0, 2.0]])
-    np.testing.assert_array_equal(qc.closure_phase(unw, c), [[0.0, np.nan]])
+    unw = np.array([[1.0, 1.0, 1.0, np.inf], [3.0, np.nan, np.inf, np.inf], [2.0, 2.0, 2, 2]])
+    np.testing.assert_array_equal(qc.closure_phase(unw, c), [[0.0, np.nan, np.nan, np.nan]])
     with pytest.raises(ValueError, match="unw has 2 pairs, the closure matrix 3"):
         qc.closure_phase(unw[:2], c)
 

@@ -155,6 +155,19 @@ def test_saved_store_is_chunked_in_space_only(tmp_path):
     assert zarr.open_group(big, mode="r")["unw"].chunks == (3, 10, 7)
 
 
+def test_whole_width_bands_are_kept_in_work_and_store(tmp_path):
+    # The chunks readers give striped GeoTIFFs (mosaic.layer_chunks): not squared again.
+    bands = make_stack(ny=10, nx=7).chunk({"pair": -1, "y": 2, "x": -1})
+    assert stack.chunked(bands, chunk_size=4)["unw"].chunks == ((3,), (2,) * 5, (7,))
+    group = zarr.open_group(stack.save(bands, tmp_path / "bands.zarr", chunk_size=4), mode="r")
+    assert group["unw"].chunks == (3, 2, 7) and group["height"].chunks == (2, 7)
+    # Bands larger than chunk_size², or rows narrower than a chunk: squares as ever.
+    wide = make_stack(ny=10, nx=7).chunk({"y": 3, "x": -1})
+    assert stack.chunked(wide, chunk_size=4)["unw"].chunks[1:] == ((4, 4, 2), (4, 3))
+    narrow = make_stack(ny=10, nx=4).chunk({"y": 1, "x": -1})
+    assert stack.chunked(narrow, chunk_size=4)["unw"].chunks[1:] == ((4, 4, 2), (4,))
+
+
 def test_save_replaces_an_existing_store(tmp_path):
     path = tmp_path / "stack.zarr"
     stack.save(make_stack(seed=1), path)

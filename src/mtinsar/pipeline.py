@@ -247,7 +247,7 @@ def run_sbas(
     timer = Timer()
     source = stack.attrs.get("source", "the stack")
     size = config.ingest.chunk_size
-    every = stack, stack.chunk({"pair": -1, "y": size, "x": size})
+    every = stack, stack_store.chunked(stack, size)
     wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
 
     with timer("statistics"):  # pair QC and pixel statistics in one pass over the pixels

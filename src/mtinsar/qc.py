@@ -127,10 +127,11 @@ def closure_phase(unw: np.ndarray, closure: csr_matrix) -> np.ndarray:
     flat, shape = _as_pixels(unw, "unw")
     if flat.shape[0] != closure.shape[1]:
         raise ValueError(f"unw has {flat.shape[0]} pairs, the closure matrix {closure.shape[1]}")
-    valid = np.isfinite(flat)
-    phase = np.asarray(closure @ np.where(valid, flat, 0).astype(np.float32), dtype=np.float32)
-    missing = np.asarray(abs(closure) @ (~valid).astype(np.float32)) > 0
-    phase[missing] = np.nan
+    # A missing pair (NaN) makes every loop through it NaN by itself: the sparse product only
+    # adds the loop's own pairs, so no second product is needed to find the missing loops.
+    # Non-finite sums (an infinite phase) count as missing too.
+    phase = np.asarray(closure @ flat.astype(np.float32), dtype=np.float32)
+    phase[~np.isfinite(phase)] = np.nan
     return phase.reshape(closure.shape[0], *shape)
 
 
@@ -307,7 +308,7 @@ def loop_counts(
     shape = phase.shape[1:]
     flat = phase.reshape(phase.shape[0], int(np.prod(shape)))
     ok = np.isfinite(flat)
-    np.nan_to_num(flat, copy=False, nan=0.0)  # missing loops: 0, neither bad nor in the RMS
+    flat[~ok] = 0.0  # missing loops (NaN): 0, neither bad nor in the RMS
     bad = np.abs(flat) > threshold
     sq = np.square(flat, out=flat)
     counts = LoopCounts(
@@ -332,9 +333,12 @@ def closure_error_count(
     """Number of loops with |closure phase| > `threshold` [rad] at each pixel (int16).
 
     The loop-closure error count noise index of LiCSBAS (Morishita et al. 2020); ~0 where
-    unwrapping is consistent. Same pixel shape as `unw`; `unw` referenced.
+    unwrapping is consistent. Same pixel shape as `unw`; `unw` referenced. Equal to
+    `loop_counts(...)[1].n_bad_loops` without its other sums: a missing loop (NaN) is not bad.
     """
-    return loop_counts(unw, closure, threshold)[1].n_bad_loops
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(closure_phase(unw, closure)) > threshold
+    return bad.sum(axis=0).astype(np.int16)
 
 
 @dataclass

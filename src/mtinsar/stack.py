@@ -212,7 +212,8 @@ def save(
     """Write a stack to a Zarr v3 store at `path`, atomically; returns the path.
 
     Chunked in space only: every chunk holds all pairs of a `chunk_size` x `chunk_size` pixel
-    block, so one pixel's history is one read. The store is written to a temporary sibling
+    block (or of a whole-width band as large, see `chunked`), so one pixel's history is one
+    read. The store is written to a temporary sibling
     and renamed into place; an existing store at `path` is removed only after the new one is
     complete, and a failure leaves it untouched with no temporary directory behind.
 
@@ -273,13 +274,28 @@ def _write(
     check_pairs_have_data(ds, n_valid)
 
 
+def chunked(ds: xr.Dataset, chunk_size: int) -> xr.Dataset:
+    """`ds` chunked in space only (whole along `pair`), about `chunk_size`² pixels a chunk.
+
+    Square `chunk_size` blocks, except that whole-width bands of at most `chunk_size`²
+    pixels, the chunks readers give stacks of striped GeoTIFFs
+    (`mtinsar.io.mosaic.layer_chunks`), are kept: squaring those would make every square
+    wait for a whole row of bands, every pair of it, in memory.
+    """
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    chunks = ds["unw"].chunks
+    if chunks is not None and len(chunks[2]) == 1 and nx > chunk_size:
+        if max(chunks[1]) * nx <= chunk_size * chunk_size:
+            return ds.chunk({"pair": -1, "y": chunks[1], "x": -1})
+    return ds.chunk({"pair": -1, "y": min(chunk_size, ny), "x": min(chunk_size, nx)})
+
+
 def _prepare(ds: xr.Dataset, chunk_size: int) -> tuple[xr.Dataset, dict[str, dict[str, Any]]]:
     """Copy of `ds` chunked for storage, and the encodings that make the round trip exact."""
     out = ds.drop_encoding()
     # Variable-length UTF-8 has a Zarr v3 spec; fixed-width numpy unicode does not (it warns).
     out = out.assign_coords(pair=np.asarray([str(v) for v in out["pair"].values], dtype=object))
-    cy, cx = min(chunk_size, out.sizes["y"]), min(chunk_size, out.sizes["x"])
-    out = out.chunk({"pair": -1, "y": cy, "x": cx})
+    out = chunked(out, chunk_size)
     encoding: dict[str, dict[str, Any]] = {
         name: _date_encoding(out[name].values) for name in ("ref_date", "sec_date")
     }

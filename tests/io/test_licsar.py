@@ -336,6 +336,41 @@ def test_multilook_after_crop_drops_remainder(frame):
     np.testing.assert_allclose(ds["x"].values, 10.003 + 0.003 * (np.arange(4) + 0.5))
 
 
+def _spy_reads(monkeypatch) -> list:
+    """(file name, window) of every rasterio read from now on."""
+    reads = []
+    real_read = rasterio.io.DatasetReader.read
+
+    def spy(self, *args, **kwargs):
+        reads.append((Path(self.name).name, kwargs.get("window")))
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio.io.DatasetReader, "read", spy)
+    return reads
+
+
+def test_striped_files_are_read_in_whole_width_bands_once(frame, monkeypatch):
+    # GDAL's default layout, as LiCSAR writes: a read decodes whole strips, so the blocks are
+    # bands of chunk_size² pixels (8² = 64 px: 4 rows x 16), each row read once per pair.
+    with rasterio.open(frame.unw_file(0)) as src:
+        assert src.block_shapes[0][1] == NX  # striped
+    ds = read_licsar(frame.root, chunk_size=8)
+    assert ds["unw"].chunks[1:] == ds["coh"].chunks[1:] == ((4, 4, 4), (NX,))
+    reads = _spy_reads(monkeypatch)
+    np.testing.assert_array_equal(ds["unw"].values, frame.unw)
+    np.testing.assert_array_equal(ds["coh"].values, frame.coh)
+    unw = [w for name, w in reads if name == frame.unw_file(0).name]
+    assert sorted((w.row_off, w.height, w.col_off, w.width) for w in unw) == [
+        (0, 4, 0, NX), (4, 4, 0, NX), (8, 4, 0, NX)
+    ]  # fmt: skip
+    # Multilooked: bands of the output grid (6 x 8 -> 2 rows x 8 for 4² px), same values.
+    looked = read_licsar(frame.root, multilook=2, chunk_size=4)
+    assert looked["unw"].chunks[1:] == ((2, 2, 2), (8,))
+    np.testing.assert_allclose(looked["unw"].values, block_mean(frame.unw, 2), rtol=1e-6)
+    # Blocks that already hold whole rows stay square.
+    assert read_licsar(frame.root, chunk_size=NX)["unw"].chunks[1:] == ((NY,), (NX,))
+
+
 # --------------------------------------------------------------------------- layouts
 
 

@@ -244,6 +244,19 @@ def test_lazy_layer_equals_the_whole_grid_stitch():
         np.testing.assert_allclose(expected[k], gridlib.multilook(truth, 2), atol=1e-5)
 
 
+def test_layer_chunks_follow_the_file_layout():
+    assert mosaic.is_striped((1, 800), 800) and mosaic.is_striped((16, 16), 16)
+    assert not mosaic.is_striped((256, 256), 800)
+    # Tiles, or rows no wider than a block: square blocks.
+    assert mosaic.layer_chunks((600, 800), 256, striped=False) == (256, 256)
+    assert mosaic.layer_chunks((600, 200), 256, striped=True) == (256, 256)
+    # Strips: whole-width bands of at most chunk_size² pixels, of equal height.
+    assert mosaic.layer_chunks((600, 800), 256, striped=True) == (75, 800)  # 8 bands
+    assert mosaic.layer_chunks((1500, 2000), 256, striped=True) == (32, 2000)
+    assert mosaic.layer_chunks((10, 800), 256, striped=True) == (10, 800)
+    assert mosaic.layer_chunks((5, 70000), 256, striped=True) == (1, 70000)
+
+
 def test_one_block_reads_only_its_window():
     opened: list = []
     reads: list = []

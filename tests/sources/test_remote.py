@@ -9,7 +9,9 @@ tests/io/test_licsar.py), so every pixel must agree; the server counts the bytes
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -377,3 +379,16 @@ def test_truncated_mintpy_stack_on_s3_names_the_url(s3, small_scene, tmp_path):
     with pytest.raises(InputError, match=rf"{url}/inputs/{STACK_FILE}: .*corrupt or truncated"):
         read_mintpy(url)
     assert GEOMETRY_FILE == files.geometry.name
+
+
+def test_quiet_gdal_mutes_only_its_own_thread(caplog):
+    gdal = logging.getLogger("rasterio._env")
+    with caplog.at_level(logging.WARNING, logger="rasterio._env"):
+        with remote.quiet_gdal():
+            gdal.warning("muted")
+            other = threading.Thread(target=gdal.warning, args=("other thread",))
+            other.start()
+            other.join()
+        gdal.warning("after")
+    assert [r.getMessage() for r in caplog.records] == ["other thread", "after"]
+    assert gdal.level == logging.NOTSET  # no level left behind

@@ -103,7 +103,7 @@ def closure_cycles(
     shape = phase.shape[1:]
     phase = phase.reshape(phase.shape[0], int(np.prod(shape)))
     ok = np.isfinite(phase)
-    np.nan_to_num(phase, copy=False, nan=0.0)
+    phase[~ok] = 0.0  # closure_phase leaves no other non-finite value than NaN
     k = np.rint(phase / TWO_PI).astype(np.int16)  # |K| stays far below 2**15 cycles
     del phase
     n_pairs = closure.shape[1]

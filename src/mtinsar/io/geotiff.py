@@ -102,15 +102,17 @@ _EXCLUDE_FIX = "exclude the pair with ingest.exclude_pairs (CLI: --exclude-pair)
 
 @dataclass(frozen=True)
 class RasterInfo:
-    """What a header read tells about a raster: grid, nodata, dtype and GDAL tags.
+    """What a header read tells about a raster: grid, nodata, dtype, GDAL tags and layout.
 
-    `grid.crs` is None for a file without georeferencing of its CRS."""
+    `grid.crs` is None for a file without georeferencing of its CRS; `striped`: stored in
+    strips, not tiles (`mosaic.is_striped`)."""
 
     path: str
     grid: mosaic.Grid
     nodata: float | None
     dtype: str
     tags: dict[str, str] = field(default_factory=dict)
+    striped: bool = False
 
 
 @contextmanager
@@ -118,12 +120,9 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
     """rasterio dataset of `path` (a file, a GDAL /vsi path, or an ``s3://``/``https://``
     URL read in place through `mtinsar.sources.remote`); read failures inside become an
     InputError naming it and saying `fix`."""
-    gdal_log = logging.getLogger("rasterio._env")
-    level = gdal_log.level
-    # GDAL's own log lines would only repeat the InputError below on the user's terminal.
-    gdal_log.setLevel(logging.CRITICAL)
     try:
-        with warnings.catch_warnings():
+        # GDAL's own log lines would only repeat the InputError below on the user's terminal.
+        with warnings.catch_warnings(), remote.quiet_gdal():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with remote.open_raster(path) as src:
                 yield src
@@ -132,8 +131,6 @@ def open_raster(path: str, fix: str) -> Iterator[Any]:
         raise InputError(
             f"{path}: unreadable GeoTIFF, corrupt or incomplete ({detail}); {fix}"
         ) from exc
-    finally:
-        gdal_log.setLevel(level)
 
 
 def probe(path: str, fix: str) -> RasterInfo:
@@ -141,13 +138,14 @@ def probe(path: str, fix: str) -> RasterInfo:
     with open_raster(path, fix) as src:
         transform, shape, crs = src.transform, (int(src.height), int(src.width)), src.crs
         nodata, dtype, tags = src.nodata, src.dtypes[0], dict(src.tags())
+        striped = mosaic.is_striped(src.block_shapes[0], src.width)
     try:
         grid = mosaic.Grid(transform, shape, crs)
     except ValueError as exc:
         raise InputError(
             f"{path}: {exc}; reproject it to a north-up grid (e.g. gdalwarp)"
         ) from None
-    return RasterInfo(path, grid, nodata, dtype, tags)
+    return RasterInfo(path, grid, nodata, dtype, tags, striped)
 
 
 def stack_grid(
@@ -312,10 +310,12 @@ def read_stack(
     `base` (`stack_grid`), multilooked by `factor`.
 
     Pixels are read when computed, one `chunk_size` x `chunk_size` output block of every
-    pair per task, each reading only the source windows under it (`mosaic.lazy_layer`), which
-    bounds memory by the chunk size. Rasters on `base`'s lattice are copied exactly, others
-    resampled (bilinear; nearest for connected components). Pixels outside the area's polygon
-    are NaN (conncomp 0). Conncomp blocks are multilooked by `multilook_labels`.
+    pair per task (a whole-width band as large when the files are striped,
+    `mosaic.layer_chunks`), each reading only the source windows under it
+    (`mosaic.lazy_layer`), which bounds memory by the chunk size. Rasters on `base`'s
+    lattice are copied exactly, others resampled (bilinear; nearest for connected
+    components). Pixels outside the area's polygon are NaN (conncomp 0). Conncomp blocks are
+    multilooked by `multilook_labels`.
     """
     fix = f"download the product again or {_EXCLUDE_FIX}"
     dst = base.crop(area.window)
@@ -323,19 +323,21 @@ def read_stack(
     if not with_cc and any(p.conncomp is not None for p in pairs):
         logger.warning("conncomp files exist for only some pairs; connected components skipped")
     common = {"inside": area.inside}
+    striped = any(p.unw.striped or p.coh.striped for p in pairs)
+    cy, cx = mosaic.layer_chunks(gridlib.multilook_shape(dst.shape, factor), chunk_size, striped)
     out = {}
     for role in ("unw", "coh"):
         sources = [[source_of(getattr(p, role), _decoder(getattr(p, role), role, decoding), fix)]
                    for p in pairs]  # fmt: skip
-        out[role] = mosaic.lazy_layer(sources, dst, factor=factor, chunk_size=chunk_size, **common)
+        out[role] = mosaic.lazy_layer(sources, dst, factor=factor, chunks=(cy, cx), **common)
     if with_cc:
         sources = [
             [source_of(p.conncomp, _decoder(p.conncomp, "cc", decoding), fix, Resampling.nearest)]
             for p in pairs
             if p.conncomp is not None
         ]
-        # Full resolution blocks of chunk_size x factor, then the all-or-nothing label rule.
-        cc = mosaic.lazy_layer(sources, dst, chunk_size=chunk_size * factor, **common)
+        # Full resolution blocks factor times the output ones, then the all-or-nothing rule.
+        cc = mosaic.lazy_layer(sources, dst, chunks=(cy * factor, cx * factor), **common)
         labels = da.where(da.isnan(cc), 0, cc).astype(np.int16)
         out["conncomp"] = labels.map_blocks(
             multilook_labels,

@@ -59,7 +59,7 @@ from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
 from mtinsar.io import mosaic
 from mtinsar.io.select import AreaSelection, select_area, select_pairs
-from mtinsar.sources.remote import as_path, open_raster
+from mtinsar.sources.remote import as_path, open_raster, quiet_gdal
 from mtinsar.stack import validate
 
 logger = logging.getLogger(__name__)
@@ -156,17 +156,18 @@ def read_licsar(
     interferogram and covers the area every file covers (or the selection inside their union).
     Files on that lattice are copied pixel for pixel; files on another lattice (a sub-pixel
     shift, another posting) are resampled onto it (bilinear). Returns a validated IfgStack
-    whose unw/coh are dask arrays read lazily in (all pairs, chunk_size, chunk_size) blocks
-    (geometry is read now); raises InputError naming the file or value at fault. A pair
-    without any valid pixel is reported when the pixels are first read
-    (`mtinsar.stack.check_pairs_have_data`).
+    whose unw/coh are dask arrays read lazily in (all pairs, chunk_size, chunk_size) blocks,
+    or whole-width bands of as many pixels when the files are striped as LiCSAR writes them
+    (`mosaic.layer_chunks`) (geometry is read now); raises InputError naming the file or
+    value at fault. A pair without any valid pixel is reported when the pixels are first
+    read (`mtinsar.stack.check_pairs_have_data`).
     """
     path = as_path(path)
     _check_options(bbox, multilook, wavelength)
     layout = _find_layout(path)
     pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
     first = pairs[0].unw
-    grids, bare = _pair_grids(pairs, progress)
+    grids, bare, striped = _pair_grids(pairs, progress)
     footprints = [[g] for g in grids.values()]
     labels = [str(f) for f in grids]
     selected = bbox is not None or (
@@ -180,7 +181,8 @@ def read_licsar(
     window = area.window
     dst = base.crop(window)
     mosaic.require_overlap(dst, footprints, labels)
-    unw, coh = _lazy_pairs(pairs, grids, dst, area.inside, multilook, chunk_size)
+    chunks = mosaic.layer_chunks(gridlib.multilook_shape(dst.shape, multilook), chunk_size, striped)
+    unw, coh = _lazy_pairs(pairs, grids, dst, area.inside, multilook, chunks)
     frame, files = _geometry_files(layout.meta_dir, path)
     geometry = _read_geometry(files, dst, multilook, unw.shape[1:])
     out_transform = gridlib.window_transform(base.transform, window.row0, window.col0, multilook)
@@ -354,7 +356,7 @@ def _pair_key(pair: _Pair) -> tuple[np.datetime64, np.datetime64]:
 def _open_raster(file: Path, fix: str) -> Iterator[Any]:
     """rasterio dataset of `file`; any read failure inside becomes an InputError naming it."""
     try:
-        with warnings.catch_warnings(), _quiet_gdal():
+        with warnings.catch_warnings(), quiet_gdal():
             # A file without georeferencing is reported below as a grid problem instead.
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             with open_raster(file) as src:
@@ -365,19 +367,6 @@ def _open_raster(file: Path, fix: str) -> Iterator[Any]:
         raise InputError(
             f"{file}: unreadable GeoTIFF, corrupt or incomplete ({detail}); {fix}"
         ) from exc
-
-
-@contextmanager
-def _quiet_gdal() -> Iterator[None]:
-    """Mute GDAL's log lines while a file is read: for a damaged file they only repeat the
-    message of the InputError raised for it, ahead of it on the user's terminal."""
-    gdal_log = logging.getLogger("rasterio._env")
-    level = gdal_log.level
-    gdal_log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        gdal_log.setLevel(level)
 
 
 def _raster_grid(src: Any, file: Path) -> tuple[mosaic.Grid, bool]:
@@ -396,19 +385,24 @@ def _raster_grid(src: Any, file: Path) -> tuple[mosaic.Grid, bool]:
     return grid, src.crs is None
 
 
-def _pair_grids(pairs: list[_Pair], progress: bool) -> tuple[dict[Path, mosaic.Grid], list[Path]]:
+def _pair_grids(
+    pairs: list[_Pair], progress: bool
+) -> tuple[dict[Path, mosaic.Grid], list[Path], bool]:
     """Grid of every interferogram and coherence file (headers only, so a bad file fails
-    before any work), and the files without a CRS."""
+    before any work), the files without a CRS, and whether any file is striped
+    (`mosaic.is_striped`; LiCSAR's gdal_translate calls ask for no tiles)."""
     fix = f"download the pair again or exclude it with {_EXCLUDE_FIX}"
     grids: dict[Path, mosaic.Grid] = {}
     bare: list[Path] = []
+    striped = False
     for pair in _progress(pairs, progress, "checking interferograms"):
         for file in (pair.unw, pair.cc):
             with _open_raster(file, fix) as src:
                 grids[file], no_crs = _raster_grid(src, file)
+                striped = striped or mosaic.is_striped(src.block_shapes[0], src.width)
             if no_crs:
                 bare.append(file)
-    return grids, bare
+    return grids, bare, striped
 
 
 def _read_window(
@@ -442,11 +436,11 @@ def _lazy_pairs(
     dst: mosaic.Grid,
     inside: np.ndarray | None,
     factor: int,
-    chunk_size: int,
+    chunks: tuple[int, int],
 ) -> tuple[da.Array, da.Array]:
     """Lazy unw [rad] and coh [0..1] (pair, y, x) float32 on `dst`, multilooked.
 
-    Pixels are read later, one chunk_size x chunk_size block of every pair per task, each
+    Pixels are read later, one (rows, cols) = `chunks` block of every pair per task, each
     reading only the windows under it (`mosaic.lazy_layer`), which bounds memory by the chunk
     size whatever the frame size. Pixels outside `inside` (a polygon) are no data.
     """
@@ -459,7 +453,7 @@ def _lazy_pairs(
             for f in files
         ]
 
-    common = {"factor": factor, "chunk_size": chunk_size, "inside": inside}
+    common = {"factor": factor, "chunks": chunks, "inside": inside}
     return (
         mosaic.lazy_layer(sources("unw"), dst, **common),
         mosaic.lazy_layer(sources("cc"), dst, **common),

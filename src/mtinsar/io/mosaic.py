@@ -433,20 +433,47 @@ class Source:
     resampling: Resampling = Resampling.bilinear
 
 
+def is_striped(block_shape: tuple[int, int], width: int) -> bool:
+    """True for a raster stored in strips (blocks as wide as the raster, GDAL's default
+    GeoTIFF layout) rather than tiles; `block_shape` is rasterio's (rows, cols)."""
+    return block_shape[1] >= width
+
+
+def layer_chunks(shape: tuple[int, int], chunk_size: int, striped: bool) -> tuple[int, int]:
+    """(rows, cols) of the output blocks of `lazy_layer` on an output grid of `shape`.
+
+    Square `chunk_size` blocks, except over striped files (`is_striped`: how GDAL writes a
+    GeoTIFF unless asked for tiles, and how LiCSAR and most processors' GeoTIFFs come):
+    reading any pixel of a strip decodes the whole strip, so square blocks side by side
+    would each decode the full width of their rows (an 800 px wide frame ~4 times per
+    pass, a 2000 px one 8 times). There the blocks are whole-width bands of about
+    chunk_size² pixels: each strip is decoded once per pass and a block holds no more
+    pixels than a square one, so memory stays bounded by the chunk size. The bands are made
+    equal (the last one not much shorter) so that the blocks balance across workers.
+    """
+    ny, nx = shape
+    if not striped or nx <= chunk_size:
+        return chunk_size, chunk_size
+    n_bands = max(1, math.ceil(ny / max(1, chunk_size * chunk_size // nx)))
+    return max(1, math.ceil(ny / n_bands)), nx
+
+
 def lazy_layer(
     pairs: Sequence[Sequence[Source]],
     dst: Grid,
     *,
     factor: int = 1,
     chunk_size: int = 256,
+    chunks: tuple[int, int] | None = None,
     align_cycles: bool = False,
     inside: np.ndarray | None = None,
     labels: bool = False,
 ) -> da.Array:
     """(pair, y, x) float32 dask array of the stitched layer on `dst`, multilooked by `factor`.
 
-    pairs[k]: the frames of pair k in stitching order. Each (all pairs, chunk_size,
-    chunk_size) block of the output opens and reads, when computed, only the source windows
+    pairs[k]: the frames of pair k in stitching order. Each (all pairs, rows, cols) block of
+    the output, `chunks` = (rows, cols) at output resolution (default `chunk_size` square;
+    see `layer_chunks`), opens and reads, when computed, only the source windows
     under it (`warp_onto` on the block's sub-grid), then stitches, masks pixels outside
     `inside` (full-resolution (y, x) bool on `dst`) and multilooks (block mean; the block
     centre pixel with `labels`, for connected components). With `align_cycles`, the whole
@@ -463,12 +490,13 @@ def lazy_layer(
         ]
     # One graph node holds the sources; every block task refers to it by key.
     shared = delayed((tuple(tuple(f) for f in pairs), dst), pure=False, traverse=False)
+    cy, cx = chunks or (chunk_size, chunk_size)
     rows = []
-    for y0 in range(0, ny, chunk_size):
-        y1 = min(y0 + chunk_size, ny)
+    for y0 in range(0, ny, cy):
+        y1 = min(y0 + cy, ny)
         row = []
-        for x0 in range(0, nx, chunk_size):
-            x1 = min(x0 + chunk_size, nx)
+        for x0 in range(0, nx, cx):
+            x1 = min(x0 + cx, nx)
             win = gridlib.PixelWindow(y0 * factor, y1 * factor, x0 * factor, x1 * factor)
             mask = None if inside is None else inside[win.slices()]
             task = delayed(_layer_block, pure=False)(shared, win, offsets, mask, factor, labels)

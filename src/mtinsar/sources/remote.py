@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -196,6 +197,38 @@ def open_file(path: Any, block_size: int = HDF5_BLOCK_BYTES) -> Iterator[Any]:
     )
     with handle:
         yield handle
+
+
+class _ThreadMute(logging.Filter):
+    """Drops the records a thread logs while it is inside `quiet_gdal`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.local, "depth", 0)
+
+
+_GDAL_MUTE = _ThreadMute()
+
+
+@contextmanager
+def quiet_gdal() -> Iterator[None]:
+    """Mute GDAL's log lines (logger ``rasterio._env``) from this thread while inside: for a
+    damaged file they only repeat the message of the InputError raised for it.
+
+    A filter on the calling thread rather than a logger level: setting a level clears the
+    cache of every logger, a cost paid for each file a block opens (~10 % of reading a
+    LiCSAR frame), and threads reading blocks at once would restore each other's levels.
+    """
+    logging.getLogger("rasterio._env").addFilter(_GDAL_MUTE)  # added once, then a no-op
+    local = _GDAL_MUTE.local
+    local.depth = getattr(local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        local.depth -= 1
 
 
 @contextmanager
