@@ -48,6 +48,7 @@ from scipy.special import gammaln, hyp2f1
 
 from mtinsar import envelope, jax_backend
 from mtinsar.network import Network
+from mtinsar.patterns import pattern_groups
 
 #: Upper bound on the memory of one batch of normal matrices [bytes].
 _BATCH_BYTES = 64 * 2**20
@@ -238,9 +239,7 @@ class _Solver:
         """Solve groups of `pixels` sharing a valid-pair pattern; return the pixels left."""
         if pixels.size == 0:
             return pixels
-        packed = np.packbits(valid[:, pixels], axis=0).T  # one row of bytes per pixel
-        _, inverse, counts = np.unique(packed, axis=0, return_inverse=True, return_counts=True)
-        inverse = inverse.ravel()
+        inverse, counts = pattern_groups(valid[:, pixels])
         for g in np.flatnonzero(counts >= min_group_size):
             members = pixels[inverse == g]
             rows = valid[:, members[0]]
