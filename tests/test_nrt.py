@@ -338,3 +338,11 @@ def test_update_refuses_corrections_it_cannot_apply(scene, withheld_run):
     cfg = RunConfig(ramp={"enabled": True})
     with pytest.raises(ConfigError, match=r"corrections \[ramp\].*mtinsar run --full"):
         update(withheld_run.result, _pairs_ending(stack, sc.dates[-N_NEW]), cfg, NrtConfig())
+
+
+def test_dem_error_carried_over_needs_the_new_pairs_baselines(scene, withheld_run):
+    sc, stack = scene
+    result = withheld_run.result.assign(dem_error=withheld_run.result["velocity"] * 0 + 5.0)
+    new = _pairs_ending(stack, sc.dates[-N_NEW]).drop_vars("bperp")
+    with pytest.raises(InputError, match=r"corrected for DEM error.*'bperp'"):
+        update(result, new, RunConfig(), NrtConfig())
