@@ -56,20 +56,19 @@ def envelope_order(network: Network) -> EnvelopeOrder:
     both = (i >= 0) & (j >= 0)
     graph = coo_matrix((np.ones(both.sum()), (i[both], j[both])), shape=(m, m)).tocsr()
     candidates = [np.arange(m), reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)]
-    best = None
-    for order in candidates:
-        position = np.empty(m, dtype=np.int64)
-        position[order] = np.arange(m)
-        ref = np.where(i >= 0, position[np.maximum(i, 0)], -1)
-        sec = np.where(j >= 0, position[np.maximum(j, 0)], -1)
-        first = np.arange(m, dtype=np.int64)
-        lo, hi = np.minimum(ref, sec)[both], np.maximum(ref, sec)[both]
-        np.minimum.at(first, hi, lo)
-        candidate = EnvelopeOrder(position, ref.astype(np.int64), sec.astype(np.int64), first)
-        if best is None or candidate.size < best.size:
-            best = candidate
-    assert best is not None
-    return best
+    # min keeps the first of equals: date order unless reordering narrows the envelope
+    return min((_ordered(order, i, j, both) for order in candidates), key=lambda o: o.size)
+
+
+def _ordered(order: np.ndarray, i: np.ndarray, j: np.ndarray, both: np.ndarray) -> EnvelopeOrder:
+    """The envelope of the unknowns (dates 1.., pairs' indices `i`, `j`) taken in `order`."""
+    position = np.empty(order.size, dtype=np.int64)
+    position[order] = np.arange(order.size)
+    ref = np.where(i >= 0, position[np.maximum(i, 0)], -1).astype(np.int64)
+    sec = np.where(j >= 0, position[np.maximum(j, 0)], -1).astype(np.int64)
+    first = np.arange(order.size, dtype=np.int64)
+    np.minimum.at(first, np.maximum(ref, sec)[both], np.minimum(ref, sec)[both])
+    return EnvelopeOrder(position, ref, sec, first)
 
 
 def solve(

@@ -141,16 +141,16 @@ def invert(
     line, g = (_line_basis(network)[1:], gamma) if method == "nsbas" else (None, 0.0)
     if backend == "jax":
         x[:, todo] = jax_backend.solve(unw, weights, todo, network, g, line)
-        todo = todo[:0]
-    if weights is None:
-        todo = solver.solve_shared_patterns(unw, valid, todo, x, min_group_size)
-    if todo.size and method != "min-norm":
-        order = envelope.envelope_order(network)
-        x[:, todo] = envelope.solve(unw, weights, todo, order, g, line)
-    elif todo.size:
-        w = np.where(valid[:, todo], 1.0 if weights is None else weights[:, todo], 0.0)
-        b = np.where(w > 0, unw[:, todo], 0.0)
-        x[:, todo] = solver.solve_min_norm(b, w, n_comp[todo], gaps[:, todo])
+    else:
+        if weights is None:
+            todo = solver.solve_shared_patterns(unw, valid, todo, x, min_group_size)
+        if todo.size and method == "min-norm":
+            w = np.where(valid[:, todo], 1.0 if weights is None else weights[:, todo], 0.0)
+            b = np.where(w > 0, unw[:, todo], 0.0)
+            x[:, todo] = solver.solve_min_norm(b, w, n_comp[todo], gaps[:, todo])
+        elif todo.size:
+            order = envelope.envelope_order(network)
+            x[:, todo] = envelope.solve(unw, weights, todo, order, g, line)
 
     solved = np.isfinite(x).all(axis=0)
     phase = np.concatenate([np.where(solved, 0.0, np.nan)[None], x])
