@@ -70,6 +70,7 @@ from pathlib import Path
 from mtinsar import workflow
 from mtinsar.config import RunConfig
 import mtinsar.io.licsar  # noqa: F401  a watcher has its reader imported after the first look
+workflow.warm_up()  # as `mtinsar watch` does when it starts
 cfg, out = RunConfig(), []
 for stage in sys.argv[2:]:
     start = time.perf_counter()

@@ -10,20 +10,11 @@ from pydantic import ValidationError
 
 from mtinsar.config import RunConfig
 from mtinsar.errors import ConfigError, InputError
-from mtinsar.model import ModelConfig, fit_model
 from mtinsar.network import Network
 from mtinsar.nrt import (
     NrtConfig,
-    add_date,
     attach_network,
-    build_state,
-    corrected_history,
-    fixed_design,
     full_rerun_due,
-    mid_span_velocity,
-    network_information,
-    sequential_update,
-    solve_state,
     update,
 )
 from mtinsar.pipeline import run_sbas
@@ -151,40 +142,6 @@ def test_update_without_network_estimates_only_the_new_date(scene, withheld_run,
     assert _rms_mm((result["velocity"] - full["velocity"]).values[reliable]) < 1.0
 
 
-def test_sequential_update_is_exact_least_squares():
-    """Old pairs inverted, then the new date's pairs added sequentially == all pairs at once."""
-    rng = np.random.default_rng(4)
-    n, n_pix = 12, 50
-    old = [(i, j) for i in range(n) for j in range(i + 1, min(n, i + 4))]
-    new = [(n - 4, n), (n - 2, n), (n - 1, n), (3, n)]
-    truth = np.cumsum(rng.normal(0, 1, (n + 1, n_pix)), axis=0)
-    truth -= truth[0]
-
-    def phases(pairs):
-        p = np.array(pairs)
-        return truth[p[:, 1]] - truth[p[:, 0]] + rng.normal(0, 0.3, (len(pairs), n_pix))
-
-    y_old, y_new = phases(old), phases(new)
-    dates = np.datetime64("2020-01-01") + 12 * np.arange(n + 1).astype("timedelta64[D]")
-    net_old = Network.from_pair_dates(*(dates[np.array(old)].T))
-    net_all = Network.from_pair_dates(*(dates[np.array(old + new)].T))
-    x_old = np.linalg.lstsq(net_old.design_matrix(), y_old, rcond=None)[0]
-    x_all = np.linalg.lstsq(net_all.design_matrix(), np.vstack([y_old, y_new]), rcond=None)[0]
-    history = np.vstack([np.zeros(n_pix), x_old])[:, :, None]  # (n, n_pix, 1)
-    to_m = 1.0
-    est = sequential_update(
-        history,
-        network_information(net_old),
-        np.array([p[0] for p in new]),
-        y_new[:, :, None],
-        to_m,
-        fix_cycles=False,
-    )
-    out = corrected_history(history, est)
-    np.testing.assert_allclose(out[1:, :, 0], x_all[: n - 1], atol=1e-9)
-    np.testing.assert_allclose(est.displacement[:, 0], x_all[n - 1], atol=1e-9)
-
-
 def test_unwrapping_error_in_a_new_pair_is_corrected(scene, withheld_run):
     sc, stack = scene
     new = _pairs_ending(stack, sc.dates[-N_NEW]).copy(deep=True)
@@ -203,28 +160,6 @@ def test_unwrapping_error_in_a_new_pair_is_corrected(scene, withheld_run):
     assert report.n_cycles_corrected == 0
     jump = broken["displacement"].values[-1, 10:30, 20:50] - a[10:30, 20:50]
     assert np.nanmedian(np.abs(jump)) > 0.003  # a 2π error moves the mean of ~4 pairs by ~7 mm
-
-
-@pytest.mark.parametrize(
-    "model",
-    [ModelConfig(), ModelConfig(acceleration=True, annual=True, steps=["2020-03-01"])],
-)
-def test_recursive_model_fit_equals_fit_model(model):
-    rng = np.random.default_rng(1)
-    dates = np.datetime64("2019-06-01") + 12 * np.arange(40).astype("timedelta64[D]")
-    disp = rng.normal(0, 0.01, (40, 6, 7)) + 0.02 * np.arange(40)[:, None, None] / 30
-    disp[rng.random(disp.shape) < 0.05] = np.nan
-    state = build_state(dates[:30], disp[:30], model)
-    for k in range(30, 40):
-        row = fixed_design(dates[k : k + 1], state.origin, model)[0][0]
-        state = add_date(state, row, disp[k])
-    sol = solve_state(state)
-    t = (dates - dates[0]).astype(float) / 365.25
-    v, v_std = mid_span_velocity(sol, state.names, (t[0] + t[-1]) / 2)
-    fit = fit_model(dates, disp.reshape(40, -1), model)
-    np.testing.assert_allclose(v.ravel(), fit.velocity, rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(v_std.ravel(), fit.velocity_std, rtol=1e-6)
-    np.testing.assert_allclose(sol.rms.ravel(), fit.residual_rms, rtol=1e-6)
 
 
 def test_full_rerun_policy(scene, withheld_run):

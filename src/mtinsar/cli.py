@@ -388,6 +388,9 @@ def watch(
             raise typer.BadParameter("--stac needs --bbox", param_hint="--bbox")
         source = Query(stac, bbox, track, tuple(collection) if collection else None, asset)
     cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
+    from mtinsar.workflow import warm_up
+
+    warm_up()
     while True:
         try:
             _update(results, source, cfg, quiet, full_when_due)

@@ -32,18 +32,6 @@ and is corrected by that multiple (the phase-closure idea of Yunjun et al. 2019,
 Geosci. 133, on the triangles new-old_i-old_j). Only when `unwrap.closure` is on, as in the
 full run.
 
-Model update by recursive least squares. The time-series model (`mtinsar.model`) is kept as
-per-pixel normal equations in a fixed parametrisation (time from the first date, so old
-rows never change): N = Σ g gᵀ, b = Σ g d, s = Σ d², n (Björck 1996, Numerical Methods for
-Least Squares Problems, §3.3, updating the normal equations). A new date adds one row,
-O(p²) per pixel; a corrected history adds Gᵀδd and the change of Σ d², O(n p); the solve
-is O(p³) with p ≤ ~8, done once per distinct normal matrix. The first update builds the
-state from the cube (O(n p²) per pixel) and stores it in the result (`nrt_normal`,
-`nrt_rhs`, `nrt_sumsq`, `nrt_count`). Velocity is reported at mid-span as `fit_model` does:
-v_mid = v₀ + a·t_mid, and equals `fit_model` on the updated cube (tested). Network-gap
-offsets of NSBAS/min-norm runs are not in this state (they need the pairs); the periodic
-full re-run (`full_rerun_due`) restores them.
-
 Alerts. The new displacement is compared with the model's prediction from before the
 update; the prediction's standard deviation is σ_pred = s·sqrt(1 + gᵀN⁻¹g) with s² the
 residual variance on n - p degrees of freedom (the least-squares prediction interval, honest
@@ -72,7 +60,6 @@ import logging
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,64 +83,38 @@ from mtinsar.corrections.dem_error import DEFAULT_SLANT_RANGE_M
 from mtinsar.corrections.reference import reference_phase
 from mtinsar.errors import ConfigError, InputError
 from mtinsar.inversion import coherence_weights
-from mtinsar.model import SEASONAL_ORIGIN, ModelConfig, reference_index
+from mtinsar.model import reference_index
 from mtinsar.network import Network
+from mtinsar.nrt_state import (
+    STATE_VARIABLES,
+    ModelState,
+    Solution,
+    add_date,
+    as_dask,
+    correct_history,
+    fixed_design,
+    history_pass,
+    mid_span_velocity,
+    prediction_departure,
+    solve_state,
+    state_variables,
+    stored_state,
+)
+from mtinsar.sequential import NewDate, StepGain, corrected_history, sequential_step, step_gain
 
 log = logging.getLogger(__name__)
 
-#: Relative eigenvalue below which a pixel's normal matrix counts as singular.
-_RCOND = 1e-10
-#: Pixels per block of the model-state sums (float64 temporaries of n x 65536 values).
-_BLOCK_PX = 65536
-#: Names of the stored recursive-least-squares state.
-STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
 BASE_VELOCITY = ("nrt_velocity_base", "nrt_velocity_base_std")
-
-
-@dataclass
-class NewDate:
-    """Sequential estimate of one new date from its pairs.
-
-    displacement: (y, x) [m], NaN where no valid pair. n_pairs: (y, x) valid pairs used.
-    cycles_corrected: (y, x) number of pairs shifted by a multiple of 2π.
-    corrected_phase: (k, y, x) [rad] each pair's estimate of the new phase, cycles removed.
-    history_gain (n, m), history_delta (m, y, x) [m]: the exact step's correction of the
-    history is their product (m = 0 when the history is frozen).
-    """
-
-    displacement: np.ndarray
-    n_pairs: np.ndarray
-    cycles_corrected: np.ndarray
-    corrected_phase: np.ndarray
-    history_gain: np.ndarray | None = None
-    history_delta: np.ndarray | None = None
-
-
-@dataclass
-class ModelState:
-    """Per-pixel normal equations of the time-series model in the fixed parametrisation.
-
-    names (p,); origin: the first date (t = 0); normal (p, p, y, x); rhs (p, y, x) [m];
-    sumsq (y, x) [m²]; count (y, x) dates fitted.
-    """
-
-    names: tuple[str, ...]
-    origin: np.datetime64
-    normal: np.ndarray
-    rhs: np.ndarray
-    sumsq: np.ndarray
-    count: np.ndarray
-
-
-@dataclass
-class Solution:
-    """Model solution of a `ModelState`: parameters (p, y, x), their inverse normal matrix
-    (p, p, y, x), and residual variance s² on n - p degrees of freedom (y, x) [m²]."""
-
-    params: np.ndarray
-    ninv: np.ndarray
-    s2: np.ndarray
-    rms: np.ndarray
+#: Variables without a time dimension an update may change (the others it passes on as read).
+CHANGED_VARIABLES = (
+    "velocity",
+    "velocity_std",
+    "model_residual",
+    "n_valid_pairs",
+    "nrt_network",
+    *STATE_VARIABLES,
+    *BASE_VELOCITY,
+)
 
 
 @dataclass
@@ -209,22 +170,25 @@ def update(
 
     known = result["time"].values.astype("datetime64[D]")
     old_index = np.searchsorted(known, kept["ref_date"].values.astype("datetime64[D]"))
-    est = _estimate(result, kept, old_index, config)
+    step = _step_plan(result, old_index, config)
+    state = stored_state(result, config.model)
+    wanted = np.unique([*old_index, 0, reference_index(known, config.model.reference_date)])
+    gain = None if step is None else step.gain
+    build = config.model if state is None else None  # first update after a full run
+    sums = history_pass(result["displacement"].data, known, wanted, gain, build)
+    state = sums.state if state is None else state
+    timings["read"] = _lap(start)
+    rows = dict(zip(wanted.tolist(), sums.rows, strict=True))
+    est = _estimate(result, kept, old_index, config, step, rows)
     timings["estimate"] = _lap(start)
 
-    state = load_state(result, config.model)
     before = solve_state(state)
     dates = np.append(known, new_date)
     g_new = fixed_design(np.array([new_date]), state.origin, config.model)[0][0]
     departure, sigma = prediction_departure(before, g_new, est.displacement)
     if est.history_gain is not None:  # the exact step moved the history too
         state = correct_history(
-            state,
-            known,
-            result["displacement"].values,
-            est.history_gain,
-            est.history_delta,
-            config.model,
+            state, known, sums, est.history_gain, est.history_delta, config.model
         )
     state = add_date(state, g_new, est.displacement)
     after = solve_state(state)
@@ -290,10 +254,30 @@ def update(
     return updated, report
 
 
+def _step_plan(result: xr.Dataset, old_index: np.ndarray, config: RunConfig) -> StepGain | None:
+    """The exact step's network part for these pairs (None without the run's network: the
+    history is then frozen), its gain moved to the configured temporal reference date."""
+    if "nrt_network" not in result.data_vars:
+        return None
+    step = step_gain(result["nrt_network"].values, old_index)
+    known = result["time"].values.astype("datetime64[D]")
+    iref = reference_index(known, config.model.reference_date)
+    if iref:  # the history is referenced to date iref: its correction holds that date still
+        step.gain_at_reference = step.gain[iref].copy()
+        step.gain = step.gain - step.gain[iref]
+    return step
+
+
 def _estimate(
-    result: xr.Dataset, kept: xr.Dataset, old_index: np.ndarray, config: RunConfig
+    result: xr.Dataset,
+    kept: xr.Dataset,
+    old_index: np.ndarray,
+    config: RunConfig,
+    step: StepGain | None,
+    rows: dict[int, np.ndarray],
 ) -> NewDate:
-    """The new date's estimate; with the run's network, the history's correction too."""
+    """The new date's estimate from the history's `rows` (date index -> (y, x) [m]); with
+    the run's network (`step`) the history's correction too."""
     ry, rx = int(result.attrs["reference_y"]), int(result.attrs["reference_x"])
     r = config.reference.radius
     unw = kept["unw"].values.astype(np.float64)
@@ -306,21 +290,19 @@ def _estimate(
         weights = coherence_weights(coh, inv.looks, inv.variance_model)
     to_metres = phase_to_displacement(float(kept.attrs.get("wavelength", SENTINEL1_WAVELENGTH)))
     fix = config.unwrap.closure
-    if "nrt_network" not in result.data_vars:  # frozen: only the paired dates are read
-        paired = result["displacement"].isel(time=old_index).values.astype(np.float64)
-        return estimate_new_date(paired, unw, to_metres, weights, fix)
-    history = result["displacement"].values
+
+    def at(index: np.ndarray) -> np.ndarray:
+        return np.stack([rows[int(i)] for i in index]).astype(np.float64)
+
+    if step is None:  # frozen: each pair adds its phase to its stored earlier date
+        return estimate_new_date(at(old_index), unw, to_metres, weights, fix)
     known = result["time"].values.astype("datetime64[D]")
     iref = reference_index(known, config.model.reference_date)
-    date0 = history[0] if iref else None
-    est = sequential_update(
-        history, result["nrt_network"].values, old_index, unw, to_metres, weights, fix, date0
-    )
+    date0 = rows[0] if iref else None
+    est = sequential_step(step, at(step.dates_w), unw, to_metres, weights, fix, date0)
     if iref:  # from date 0 back to the configured temporal reference
-        gain = est.history_gain
-        moved = np.tensordot(gain[iref], est.history_delta, axes=1)  # (y, x)
-        est.displacement = est.displacement - (history[iref] - history[0] + moved)
-        est.history_gain = gain - gain[iref]
+        moved = np.tensordot(step.gain_at_reference, est.history_delta, axes=1)  # (y, x)
+        est.displacement = est.displacement - (rows[iref] - rows[0] + moved)
     return est
 
 
@@ -558,366 +540,7 @@ def attach_network(result: xr.Dataset, network: Network) -> xr.Dataset:
     return result.assign(nrt_network=(("nrt_date", "nrt_date_2"), lap))
 
 
-def sequential_update(
-    history: np.ndarray,
-    information: np.ndarray,
-    old_index: np.ndarray,
-    unw: np.ndarray,
-    to_metres: float,
-    weights: np.ndarray | None = None,
-    fix_cycles: bool = True,
-    date0: np.ndarray | None = None,
-) -> NewDate:
-    """Exact sequential least-squares step: new date estimated, history's correction found.
-
-    history (n, y, x) [m]: displacement of the existing dates; information (n, n): the
-    unit-weight information matrix of the pairs behind it (`network_information`);
-    old_index (k,): each new pair's earlier date; unw (k, y, x) [rad] referenced phases;
-    weights optional inverse variances; date0 (y, x) [m]: the history's value at date 0
-    when it is referenced to another date (the step holds date 0 at zero). The posterior of
-    the history is Gaussian with covariance σ²Q, Q = information[1:, 1:]⁻¹ (date 0 fixed).
-    Conditioning on the new pairs (Kalman analysis step; Dalaison & Jolivet 2020, eq. 6-8)
-    needs only the block of the dates W the new pairs touch: the new date and x_W are
-    solved jointly with the prior x_W ~ N(x̂_W, σ²Q_WW), O(k + |W|³) per pixel, and every
-    other date moves by the regression Q_rW Q_WW⁻¹ δx_W, O(n |W|). For a pixel whose pairs
-    are all valid this equals re-inverting every pair. Returns the new date (relative to
-    date 0) with the history's correction as factors, gain = Q_rW Q_WW⁻¹ (n, |W|) and δx_W
-    (`corrected_history` adds them); only the paired dates of `history` are read.
-    """
-    n = history.shape[0]
-    shape = history.shape[1:]
-    flat = history.reshape(n, -1)
-    zero = 0.0 if date0 is None else np.asarray(date0, dtype=np.float64).reshape(-1)
-    paired = flat[old_index].astype(np.float64) - zero
-    simple = estimate_new_date(paired.reshape(unw.shape), unw, to_metres, weights, fix_cycles)
-    dates_w, j = np.unique(old_index, return_inverse=True)
-    m = dates_w.size
-    q = np.zeros((n, n))
-    q[1:, 1:] = np.linalg.pinv(information[1:, 1:], hermitian=True)
-    q_ww = q[np.ix_(dates_w, dates_w)]
-    prior = np.linalg.pinv(q_ww, hermitian=True)  # zero rows where date 0 is in W
-    gain = q[:, dates_w] @ prior  # (n, m): regression of every date on x_W
-    if 0 in dates_w:  # date 0 is fixed: it is known exactly, not a prior draw
-        gain[:, dates_w == 0] = 0.0
-        gain[0] = 0.0
-
-    k = unw.shape[0]
-    phase_new = simple.corrected_phase.reshape(k, -1) * to_metres  # [m], cycles removed
-    w = np.ones_like(phase_new) if weights is None else weights.reshape(k, -1).copy()
-    valid = np.isfinite(phase_new) & np.isfinite(w) & (w > 0)
-    w = np.where(valid, w, 0.0)
-    y = np.where(valid, phase_new - paired, 0.0)  # pair displacement [m]
-    x_w = flat[dates_w].astype(np.float64) - zero
-    todo = np.flatnonzero(valid.any(axis=0) & np.isfinite(x_w).all(axis=0))
-    fixed0 = dates_w == 0
-    wt = w[:, todo]
-    wbar = wt.sum(axis=0) / np.maximum(valid[:, todo].sum(axis=0), 1)
-    rhs = np.zeros((todo.size, m + 1))
-    rhs[:, :m] = wbar[:, None] * (x_w[:, todo].T @ prior)
-    for i in range(k):  # a few pairs: loop over pairs, vectorised over pixels
-        rhs[:, m] += wt[i] * y[i, todo]
-        if not fixed0[j[i]]:  # x_0 = 0 is known: the pair observes x_new alone
-            rhs[:, j[i]] -= wt[i] * y[i, todo]
-    rhs[:, np.flatnonzero(fixed0)] = 0.0
-    if weights is None and k < 63:  # pixels sharing a valid-pair pattern share one matrix
-        code = (valid[:, todo].astype(np.int64) << np.arange(k)[:, None]).sum(axis=0)
-        _, first, counts = np.unique(code, return_index=True, return_counts=True)
-        hess = _joint_normal(wt[:, first], wbar[first], prior, j, fixed0)
-        groups = np.split(np.argsort(code, kind="stable"), np.cumsum(counts)[:-1])
-        u = np.empty_like(rhs)
-        for g, members in enumerate(groups):
-            u[members] = np.linalg.solve(hess[g], rhs[members].T).T
-    else:
-        hess = _joint_normal(wt, wbar, prior, j, fixed0)
-        u = np.linalg.solve(hess, rhs[:, :, None])[:, :, 0]
-    delta_w = np.zeros_like(x_w)
-    delta_w[:, todo] = u[:, :m].T - x_w[:, todo]
-    new = np.full(flat.shape[1], np.nan)
-    new[todo] = u[:, m]
-    simple.displacement = new.reshape(shape)
-    simple.history_gain, simple.history_delta = gain, delta_w.reshape(m, *shape)
-    return simple
-
-
-def corrected_history(history: np.ndarray | da.Array, est: NewDate) -> np.ndarray | da.Array:
-    """`history` (n, y, x) [m] with the exact step's correction gain @ delta added.
-
-    Same dtype; lazy when `history` is a dask array.
-    """
-    if est.history_gain is None:
-        return history
-    gain = est.history_gain.astype(history.dtype)
-    delta = est.history_delta.astype(history.dtype)
-    if isinstance(history, da.Array):
-        delta = _as_dask(delta)
-    return history + np.tensordot(gain, delta, axes=1)
-
-
-def _joint_normal(
-    w: np.ndarray, wbar: np.ndarray, prior: np.ndarray, j: np.ndarray, fixed0: np.ndarray
-) -> np.ndarray:
-    """Normal matrices (r, m+1, m+1) of [x_W, x_new]: prior information plus the new pairs.
-
-    w (k, r) pair weights, wbar (r,) the prior's scale, prior (m, m) = Q_WW⁻¹, j (k,) each
-    pair's index in W, fixed0 (m,) marks date 0 (held at 0 by a unit diagonal).
-    """
-    m = prior.shape[0]
-    hess = np.zeros((w.shape[1], m + 1, m + 1))
-    hess[:, :m, :m] = wbar[:, None, None] * prior
-    for i in range(w.shape[0]):
-        hess[:, m, m] += w[i]
-        if fixed0[j[i]]:
-            continue
-        a = j[i]
-        hess[:, a, a] += w[i]
-        hess[:, a, m] -= w[i]
-        hess[:, m, a] -= w[i]
-    hess[:, np.flatnonzero(fixed0), np.flatnonzero(fixed0)] += 1.0
-    return hess
-
-
 # --------------------------------------------------------------------------- model state
-
-
-def fixed_design(
-    dates: np.ndarray, origin: np.datetime64, config: ModelConfig
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Rows (n, p) of the model in the fixed parametrisation, t [yr] since `origin`, and names.
-
-    Columns: offset, velocity (at t = 0), [acceleration (t²/2)], [annual cos/sin],
-    [semi-annual cos/sin], [one step per `config.steps`] — `mtinsar.model.design_matrix`
-    without the mid-span centring, so a new date never changes the old rows.
-    """
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    t = years_since(dates, origin)
-    cols, names = [np.ones_like(t), t], ["offset", "velocity"]
-    if config.acceleration:
-        cols.append(t**2 / 2)
-        names.append("acceleration")
-    y = years_since(dates, SEASONAL_ORIGIN)
-    for h, name in ((1, "annual"), (2, "semi_annual")):
-        if getattr(config, name):
-            cols += [np.cos(2 * np.pi * h * y), np.sin(2 * np.pi * h * y)]
-            names += [f"{name}_cos", f"{name}_sin"]
-    for step in config.steps:
-        cols.append((dates >= np.datetime64(step, "D")).astype(float))
-        names.append(f"step_{step}")
-    return np.column_stack(cols), tuple(names)
-
-
-def build_state(dates: np.ndarray, displacement: np.ndarray, config: ModelConfig) -> ModelState:
-    """Normal equations of the model from a displacement cube (n, y, x) [m] (NaN = no date).
-
-    Cost O(n p²) per pixel, once; `add_date` then adds a date in O(p²). Pixels with every
-    date share the normal matrix GᵀG; sums run in float64 over blocks of pixels (bounded
-    temporaries whatever the cube's dtype).
-    """
-    dates = np.asarray(dates, dtype="datetime64[D]")
-    g, names = fixed_design(dates, dates[0], config)
-    n, p = g.shape
-    flat = displacement.reshape(n, -1)
-    npx = flat.shape[1]
-    normal = np.empty((p * p, npx))
-    rhs, sumsq, count = np.empty((p, npx)), np.empty(npx), np.empty(npx, dtype=np.int32)
-    outer = (g[:, :, None] * g[:, None, :]).reshape(n, p * p)
-    for lo in range(0, npx, _BLOCK_PX):
-        part = slice(lo, lo + _BLOCK_PX)
-        y = flat[:, part].astype(np.float64)
-        valid = np.isfinite(y)
-        complete = valid.all(axis=0)
-        normal[:, part] = outer.sum(axis=0)[:, None]
-        if not complete.all():
-            gaps = np.flatnonzero(~complete)
-            normal[:, lo + gaps] = outer.T @ valid[:, gaps].astype(np.float64)
-            y[~valid] = 0.0
-        rhs[:, part] = g.T @ y
-        sumsq[part] = np.einsum("ij,ij->j", y, y)
-        count[part] = valid.sum(axis=0)
-    shape = displacement.shape[1:]
-    return ModelState(
-        names=names,
-        origin=dates[0],
-        normal=normal.reshape(p, p, *shape),
-        rhs=rhs.reshape(p, *shape),
-        sumsq=sumsq.reshape(shape),
-        count=count.reshape(shape),
-    )
-
-
-def add_date(state: ModelState, row: np.ndarray, displacement: np.ndarray) -> ModelState:
-    """The state with one more date: its design `row` (p,) and `displacement` (y, x) [m]."""
-    ok = np.isfinite(displacement)
-    d = np.where(ok, displacement, 0.0)
-    okf = ok.astype(np.float64)
-    return ModelState(
-        names=state.names,
-        origin=state.origin,
-        normal=state.normal + np.multiply.outer(np.outer(row, row), okf),
-        rhs=state.rhs + np.multiply.outer(row, d),
-        sumsq=state.sumsq + d**2,
-        count=state.count + ok,
-    )
-
-
-def correct_history(
-    state: ModelState,
-    dates: np.ndarray,
-    old: np.ndarray,
-    gain: np.ndarray,
-    delta: np.ndarray,
-    config: ModelConfig,
-) -> ModelState:
-    """The state after the history (n, y, x) [m] moved from `old` by gain (n, m) @ delta
-    (m, y, x) [m], O(n m) a pixel.
-
-    With c = gain δ: rhs gains Gᵀc = (Gᵀgain) δ and Σd² gains 2 δ·(gainᵀ d) + δᵀ(gainᵀgain)δ;
-    dates a pixel lacks are not in its state, so such pixels take the dense sums.
-    """
-    g, _ = fixed_design(dates, state.origin, config)
-    n, m = gain.shape
-    shape = state.sumsq.shape
-    if m == 0:
-        return state
-    d = delta.reshape(m, -1)
-    flat = old.reshape(n, -1)
-    complete = np.isfinite(flat).all(axis=0)
-    proj = (gain.T.astype(flat.dtype) @ flat).astype(np.float64)  # gainᵀ d
-    proj[:, ~complete] = 0.0
-    rhs = state.rhs.reshape(len(state.names), -1) + (g.T @ gain) @ d
-    sumsq = state.sumsq.reshape(-1) + 2 * np.einsum("ij,ij->j", d, proj)
-    sumsq += np.einsum("ij,ij->j", d, (gain.T @ gain) @ d)
-    gaps = np.flatnonzero(~complete & (d != 0).any(axis=0))
-    if gaps.size:  # dense sums over the dates each of these pixels has
-        part = flat[:, gaps].astype(np.float64)
-        ok = np.isfinite(part)
-        c = np.where(ok, gain @ d[:, gaps], 0.0)
-        part[~ok] = 0.0
-        rhs[:, gaps] = state.rhs.reshape(len(state.names), -1)[:, gaps] + g.T @ c
-        sumsq[gaps] = state.sumsq.reshape(-1)[gaps] + np.einsum("ij,ij->j", c, 2 * part + c)
-    return ModelState(
-        names=state.names,
-        origin=state.origin,
-        normal=state.normal,
-        rhs=rhs.reshape(-1, *shape),
-        sumsq=sumsq.reshape(shape),
-        count=state.count,
-    )
-
-
-def solve_state(state: ModelState) -> Solution:
-    """Per-pixel least-squares solution of the state's normal equations.
-
-    Pixels with the same valid dates share one normal matrix, so each distinct matrix is
-    inverted once (eigendecomposition; NaN where singular).
-    """
-    p = len(state.names)
-    shape = state.rhs.shape[1:]
-    normal = np.moveaxis(state.normal.reshape(p, p, -1), -1, 0).reshape(-1, p * p)
-    rhs = state.rhs.reshape(p, -1).T
-    distinct, inverse = _distinct_rows(normal)
-    lam, vec = np.linalg.eigh(distinct.reshape(-1, p, p))
-    ok_d = (lam[:, 0] > _RCOND * np.maximum(lam[:, -1], 1e-300)) & (lam[:, -1] > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_d = (vec / np.where(ok_d[:, None], lam, np.inf)[:, None, :]) @ vec.transpose(0, 2, 1)
-    inverse = inverse.ravel()
-    inv, ok = inv_d[inverse], ok_d[inverse]
-    x = np.einsum("kij,kj->ki", inv, rhs)
-    count = state.count.reshape(-1)
-    dof = count - p
-    ok &= dof > 0
-    rss = np.maximum(state.sumsq.reshape(-1) - np.einsum("ki,ki->k", x, rhs), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s2 = np.where(ok, rss / dof, np.nan)
-        rms = np.where(ok, np.sqrt(rss / count), np.nan)
-    x[~ok] = np.nan
-    inv[~ok] = np.nan
-    return Solution(
-        params=x.T.reshape(p, *shape),
-        ninv=np.moveaxis(inv, 0, -1).reshape(p, p, *shape),
-        s2=s2.reshape(shape),
-        rms=rms.reshape(shape),
-    )
-
-
-def _distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows, index of each row's distinct row) of a 2-D float array.
-
-    Rows are told apart by a random projection (a 1-D sort, ~50x faster than sorting whole
-    rows); an exact check falls back to the full sort if two rows ever share a projection.
-    """
-    key = a @ np.random.default_rng(0).uniform(1.0, 2.0, a.shape[1])
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if np.array_equal(a[first][inverse], a, equal_nan=True):
-        return a[first], inverse
-    distinct, inverse = np.unique(a, axis=0, return_inverse=True)
-    return distinct, inverse.ravel()
-
-
-def mid_span_velocity(
-    sol: Solution, names: tuple[str, ...], t_mid: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(velocity, formal std) [m/yr] at `t_mid` [yr since the origin], as `fit_model` reports.
-
-    With acceleration a the rate at t_mid is v₀ + a·t_mid; else v₀.
-    """
-    p = len(names)
-    c = np.zeros(p)
-    c[names.index("velocity")] = 1.0
-    if "acceleration" in names:
-        c[names.index("acceleration")] = t_mid
-    v = np.einsum("i,i...->...", c, sol.params)
-    var = np.einsum("i,j,ij...->...", c, c, sol.ninv) * sol.s2
-    return v, np.sqrt(var)
-
-
-def prediction_departure(
-    sol: Solution, row: np.ndarray, displacement: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(departure [m], prediction std [m]) of `displacement` (y, x) from the model at `row`.
-
-    σ_pred = s·sqrt(1 + gᵀN⁻¹g): residual noise plus the extrapolated model's uncertainty.
-    """
-    predicted = np.einsum("i,i...->...", row, sol.params)
-    leverage = np.einsum("i,j,ij...->...", row, row, sol.ninv)
-    with np.errstate(invalid="ignore"):
-        sigma = np.sqrt(sol.s2 * (1.0 + leverage))
-    return displacement - predicted, sigma
-
-
-def load_state(result: xr.Dataset, config: ModelConfig) -> ModelState:
-    """The stored recursive-least-squares state of `result`, or one built from its cube.
-
-    A stored state made for another model (different parameters) is rebuilt.
-    """
-    _, names = fixed_design(result["time"].values[:1], result["time"].values[0], config)
-    if all(v in result.data_vars for v in STATE_VARIABLES):
-        stored = tuple(json.loads(result.attrs.get("nrt_params", "[]")))
-        if stored == names:
-            return ModelState(
-                names=names,
-                origin=np.datetime64(result.attrs["nrt_origin"], "D"),
-                normal=result["nrt_normal"].values.astype(np.float64),
-                rhs=result["nrt_rhs"].values.astype(np.float64),
-                sumsq=result["nrt_sumsq"].values.astype(np.float64),
-                count=result["nrt_count"].values.astype(np.int32),
-            )
-        log.info("stored model state is for parameters %s, not %s: rebuilding", stored, names)
-    return build_state(result["time"].values, result["displacement"].values, config)
-
-
-def state_variables(state: ModelState) -> dict[str, tuple[tuple[str, ...], np.ndarray, dict]]:
-    """The state as result variables (name -> (dims, data, attrs))."""
-    return {
-        "nrt_normal": (
-            ("nrt_param", "nrt_param_2", "y", "x"),
-            state.normal,
-            {"long_name": "normal matrix of the model, fixed parametrisation (nrt.py)"},
-        ),
-        "nrt_rhs": (("nrt_param", "y", "x"), state.rhs, {"units": "m", "long_name": "G^T d"}),
-        "nrt_sumsq": (("y", "x"), state.sumsq, {"units": "m2", "long_name": "sum of d^2"}),
-        "nrt_count": (("y", "x"), state.count, {"units": "1", "long_name": "dates fitted"}),
-    }
 
 
 def _updated_result(
@@ -973,19 +596,9 @@ def _appended_cube(history: Any, est: NewDate) -> da.Array:
     Lazy so that an update writing a layer (`versions.layer_dataset`) computes only the new
     date: the corrected history is stored as its factors, never as a cube.
     """
-    hist = corrected_history(_as_dask(history).astype(np.float32), est)
-    new = _as_dask(est.displacement.astype(np.float32)[None])
+    hist = corrected_history(as_dask(history).astype(np.float32), est)
+    new = as_dask(est.displacement.astype(np.float32)[None])
     return da.concatenate([hist, new.rechunk((1, *hist.chunks[1:]))], axis=0)
-
-
-def _as_dask(array: Any) -> da.Array:
-    """`array` as a dask array; a NumPy array becomes one block that is the array itself
-    (`da.from_array` would copy and hash it: 0.5 s for a medium scene's cube)."""
-    if isinstance(array, da.Array):
-        return array
-    name = f"nrt-{uuid.uuid4().hex}"
-    chunks = tuple((n,) for n in array.shape)
-    return da.Array({(name, *(0,) * array.ndim): array}, name, chunks, dtype=array.dtype)
 
 
 def _new_bperp(result: xr.Dataset, kept: xr.Dataset) -> float:

@@ -35,9 +35,10 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -86,14 +87,12 @@ def store_path(folder: str | Path, version: int | None = None) -> Path:
     return path
 
 
-#: Pixels per block when a chain is composed in memory.
-_BLOCK_PX = 16384
-
-
-def open_version(folder: str | Path, version: int | None = None, dask: bool = True) -> xr.Dataset:
-    """The result of `version` (default: current): lazily (dask), or with `dask` False as
-    arrays read when first used (faster when the whole result is loaded at once)."""
-    return open_store(store_path(folder, version), dask)
+def open_version(
+    folder: str | Path, version: int | None = None, cached: bool = False
+) -> xr.Dataset:
+    """The result of `version` (default: current), lazily (dask); `open_store` for
+    `cached`."""
+    return open_store(store_path(folder, version), cached)
 
 
 def open_result(path: str | Path) -> xr.Dataset:
@@ -104,50 +103,71 @@ def open_result(path: str | Path) -> xr.Dataset:
     return open_version(path)
 
 
-def open_store(path: str | Path, dask: bool = True) -> xr.Dataset:
+def open_store(path: str | Path, cached: bool = False) -> xr.Dataset:
     """A result store, its layers composed onto their bases (lazy; `open_version`).
 
     A chain of layers is composed in one step: the whole store's cube and every layer's
-    added dates joined once, plus the sum of the layers' corrections as one product.
+    added dates joined block by block, plus the sum of the layers' corrections as one
+    product. With `cached` every variable but the cube is read whole when first used and
+    then kept in memory (what an update wants: it reads a few of them several times and
+    most never), and so are the layers' added dates and corrections; the cube stays lazy, a
+    dask array over the whole store's chunks.
     """
-    kwargs = {} if dask else {"chunks": None}
-    chain = [xr.open_zarr(p, decode_coords="all", **kwargs) for p in _chain(path)]
-    top = chain[0]
-    if len(chain) == 1:
-        return top
-    layers = chain[-2::-1]  # bottom-up, each on the one before
-    pieces, gains, deltas = [chain[-1]["displacement"]], [], []
+    chunks = None if cached else {}
+    chain = [xr.open_zarr(p, decode_coords="all", chunks=chunks) for p in _chain(path)]
+    if cached:
+        root = chain[-1]["displacement"]
+        chain[-1]["displacement"] = root.chunk(
+            dict(zip(root.dims, root.encoding["chunks"], strict=True))
+        )
+    return _composed(path, chain, cached) if len(chain) > 1 else chain[0]
+
+
+def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dataset:
+    """The top of `chain` (top first, down to a whole store) with the chain composed."""
+    top, root = chain[0], chain[-1]["displacement"]
+    spatial = root.data.chunks[1:]
+
+    def blocks(piece: xr.DataArray, dims: tuple[str, str, str]) -> da.Array:
+        piece = piece.transpose(*dims)
+        if cached:  # small: read once, cut into the cube's blocks without hashing it
+            return da.from_array(piece.values, chunks=(-1, *spatial), name=False)
+        return piece.data.rechunk({0: -1})
+
+    pieces, gains, deltas = [root.data.rechunk({0: -1})], [], []
     n_dates = top.sizes["time"]
-    for base, layer in zip(chain[:0:-1], layers, strict=True):
+    for base, layer in zip(chain[:0:-1], chain[-2::-1], strict=True):  # bottom-up
         n_old = base.sizes["time"]
         if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
             raise InputError(f"{path}: a layer's dates do not continue those below; re-run")
-        added = layer["displacement_added"].rename(added_time="time")
-        pieces.append(added.assign_coords(time=layer["time"].values[n_old:]))
+        pieces.append(blocks(layer["displacement_added"], ("added_time", "y", "x")))
         gain = layer["history_gain"].values
         gains.append(np.pad(gain, ((0, n_dates - gain.shape[0]), (0, 0))))
-        deltas.append(layer["history_delta"])
-    cube = xr.concat(pieces, dim="time", coords="minimal", compat="override")
+        deltas.append(blocks(layer["history_delta"], ("history_rank", "y", "x")))
     # float32 as the cube: half the memory traffic of float64
     gain = np.concatenate(gains, axis=1).astype(np.float32)
-    delta = xr.concat(deltas, dim="history_rank", coords="minimal", compat="override")
-    if dask:
-        correction = xr.dot(xr.DataArray(gain, dims=("time", "history_rank")), delta)
-        displacement = (cube + correction).transpose("time", "y", "x")
-    else:  # in place, a block of pixels at a time: no cube-sized temporaries
-        displacement = cube.transpose("time", "y", "x")
-        values = np.ascontiguousarray(displacement.values)
-        flat = values.reshape(n_dates, -1)  # a view: the blocks below write into `values`
-        d = delta.transpose("history_rank", "y", "x").values.reshape(gain.shape[1], -1)
-        for s in range(0, flat.shape[1], _BLOCK_PX):
-            flat[:, s : s + _BLOCK_PX] += gain @ d[:, s : s + _BLOCK_PX]
-        displacement = displacement.copy(data=values)
-    displacement.attrs = chain[-1]["displacement"].attrs
+    args = [da.concatenate(deltas).rechunk({0: -1}), "ryx"]
+    letters = "abcdefghijklmnopqstuvw"[: len(pieces)]  # a block index per piece's dates
+    for piece, letter in zip(pieces, letters, strict=True):
+        args += [piece, f"{letter}yx"]
+    # one task a block: the stored dates joined into the block and its correction added
+    composed = da.blockwise(
+        _compose, "Tyx", *args, gain=gain, concatenate=True, dtype=np.float32,
+        new_axes={"T": n_dates}, adjust_chunks=None,
+    )  # fmt: skip
     out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
-    out = out.assign(displacement=displacement)
+    out["displacement"] = (("time", "y", "x"), composed, root.attrs)
     for name in json.loads(top.attrs[INHERITED_ATTR]):  # from the nearest layer holding it
         out[name] = next(ds[name] for ds in chain[1:] if name in ds.data_vars)
     out.attrs = {k: v for k, v in top.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
+    return out
+
+
+def _compose(delta: np.ndarray, *stored: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """A block (time, by, bx) of the composed cube: the stored dates + gain @ delta."""
+    out = np.concatenate(stored, axis=0)
+    flat = out.reshape(out.shape[0], -1)
+    flat += gain @ delta.reshape(delta.shape[0], -1)
     return out
 
 
@@ -179,14 +199,23 @@ def layer_dataset(
     store: Path,
     gain: np.ndarray,
     delta: np.ndarray,
+    changed: Collection[str] | None = None,
 ) -> xr.Dataset:
     """The layer that turns `base` (as stored at `base_store`) into `result`, for `store`.
 
     result's displacement must equal concat(base's, added dates) + gain @ delta with gain
     (time, rank) over result's dates and delta (rank, y, x) [m]. Variables without a time
-    dimension equal to base's (NaN = NaN) are inherited, the others stored.
+    dimension equal to base's (NaN = NaN) are inherited, the others stored. With `changed`
+    (the names the caller may have changed) only those are compared: the others are
+    inherited without being read.
     """
     n_old = base.sizes["time"]
+
+    def unchanged(name: str, var: xr.Variable) -> bool:
+        if changed is not None and name not in changed:
+            return True
+        return np.array_equal(np.asarray(base[name].values), np.asarray(var.values), equal_nan=True)
+
     inherited = [
         name
         for name, var in result.data_vars.items()
@@ -195,7 +224,7 @@ def layer_dataset(
         and name in base.data_vars
         and base[name].dims == var.dims
         and base[name].shape == var.shape
-        and np.array_equal(np.asarray(base[name].values), np.asarray(var.values), equal_nan=True)
+        and unchanged(name, var)
     ]
     if gain.shape[1] == 0:  # no correction (frozen history): one zero term keeps shapes simple
         gain, delta = np.zeros((gain.shape[0], 1)), np.zeros((1, *delta.shape[1:]))
