@@ -89,3 +89,22 @@ def test_corrected_state_equals_the_state_of_the_corrected_cube(rank):
     np.testing.assert_allclose(moved.rhs, expected.rhs, rtol=1e-6, atol=1e-10)
     np.testing.assert_allclose(moved.sumsq, expected.sumsq, rtol=1e-5, atol=1e-10)
     assert sums.gaps.size > 10  # the masked branch was exercised
+
+
+def test_history_pass_holds_a_block_at_a_time():
+    """The pass over a lazy cube never holds it whole: peak memory is a few blocks."""
+    import tracemalloc
+
+    n, ny, nx = 120, 200, 200
+    dates = np.datetime64("2020-01-01") + 6 * np.arange(n).astype("timedelta64[D]")
+    cube = da.random.default_rng(0).normal(0, 0.01, (n, ny, nx), chunks=(n, 40, 40))
+    cube = cube.astype(np.float32)
+    gain = np.ones((n, 2))
+    history_pass(cube[:, :40, :40], dates, np.array([0]), gain, ModelConfig())  # one-off costs
+    tracemalloc.start()
+    sums = history_pass(cube, dates, np.array([0, n - 1]), gain, ModelConfig())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole = n * ny * nx * 4
+    assert sums.proj.shape == (2, ny, nx) and sums.state.count.min() == n
+    assert peak < 0.5 * whole, f"peak {peak / 1e6:.0f} MB vs cube {whole / 1e6:.0f} MB"
