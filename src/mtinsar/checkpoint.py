@@ -31,6 +31,7 @@ import xarray as xr
 
 from mtinsar import __version__
 from mtinsar.config import RunConfig
+from mtinsar.encoding import with_float_codecs
 from mtinsar.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,9 @@ def create_store(result: xr.Dataset, store: Path) -> None:
     (dask) variables are left for `write_regions`."""
     with warnings.catch_warnings():  # consolidated on purpose, as in `output.write_store`
         warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
-        result.to_zarr(store, mode="w", zarr_format=3, consolidated=True, compute=False)
+        with_float_codecs(result).to_zarr(
+            store, mode="w", zarr_format=3, consolidated=True, compute=False
+        )
 
 
 def write_regions(result: xr.Dataset, store: Path, regions: Regions) -> int:

@@ -31,6 +31,7 @@ import numpy as np
 import xarray as xr
 
 from mtinsar.config import OutputConfig
+from mtinsar.encoding import with_float_codecs
 from mtinsar.errors import InputError
 from mtinsar.pipeline import SbasRun
 from mtinsar.report import render_report
@@ -104,7 +105,9 @@ def result_folder(out_dir: str | Path) -> Iterator[Path]:
 
 
 def write_store(ds: xr.Dataset, folder: Path, name: str = "timeseries.zarr") -> Path:
-    """`ds` as a Zarr v3 store `folder/name` with consolidated metadata."""
+    """`ds` as a Zarr v3 store `folder/name` with consolidated metadata; float rasters
+    with `encoding.FLOAT_CODECS` unless their encoding names compressors."""
+    ds = with_float_codecs(ds)
     with warnings.catch_warnings():
         # Consolidated metadata is kept on purpose (one read to open the store, also on
         # object storage) although Zarr v3 has not standardised it yet.
