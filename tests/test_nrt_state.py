@@ -108,3 +108,15 @@ def test_history_pass_holds_a_block_at_a_time():
     whole = n * ny * nx * 4
     assert sums.proj.shape == (2, ny, nx) and sums.state.count.min() == n
     assert peak < 0.5 * whole, f"peak {peak / 1e6:.0f} MB vs cube {whole / 1e6:.0f} MB"
+
+
+def test_singular_pixels_are_nan():
+    """A step after the last date, or too few dates, leaves nothing to solve: NaN."""
+    dates = np.datetime64("2021-01-01") + 12 * np.arange(6).astype("timedelta64[D]")
+    disp = np.random.default_rng(0).normal(0, 0.01, (6, 1, 3))
+    disp[2:, 0, 2] = np.nan  # two dates: no degree of freedom for offset + velocity
+    plain = solve_state(build_state(dates, disp, ModelConfig()))
+    assert np.isfinite(plain.params[:, 0, :2]).all() and np.isnan(plain.params[:, 0, 2]).all()
+    assert np.isnan(plain.s2[0, 2]) and np.isfinite(plain.s2[0, :2]).all()
+    late = solve_state(build_state(dates, disp, ModelConfig(steps=["2022-01-01"])))
+    assert np.isnan(late.params).all() and np.isnan(late.ninv).all()

@@ -35,6 +35,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from mtinsar import jit
 from mtinsar.conventions import years_since
 from mtinsar.model import SEASONAL_ORIGIN, ModelConfig
 
@@ -334,51 +335,85 @@ def stored_state(result: xr.Dataset, config: ModelConfig) -> ModelState | None:
 def solve_state(state: ModelState) -> Solution:
     """Per-pixel least-squares solution of the state's normal equations.
 
-    Pixels with the same valid dates share one normal matrix, so each distinct matrix is
-    inverted once (eigendecomposition; NaN where singular).
+    A compiled loop over pixels: Cholesky factor and inverse of each normal matrix, NaN
+    where a pivot falls below `_RCOND` times its diagonal entry (singular: e.g. a step
+    with no date after it, or fewer dates than parameters) or no degree of freedom is left.
     """
     p = len(state.names)
     shape = state.rhs.shape[1:]
-    normal = np.moveaxis(state.normal.reshape(p, p, -1), -1, 0).reshape(-1, p * p)
-    rhs = state.rhs.reshape(p, -1).T
-    distinct, inverse = _distinct_rows(normal)
-    lam, vec = np.linalg.eigh(distinct.reshape(-1, p, p))
-    ok_d = (lam[:, 0] > _RCOND * np.maximum(lam[:, -1], 1e-300)) & (lam[:, -1] > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv_d = (vec / np.where(ok_d[:, None], lam, np.inf)[:, None, :]) @ vec.transpose(0, 2, 1)
-    inverse = inverse.ravel()
-    inv, ok = inv_d[inverse], ok_d[inverse]
-    x = np.einsum("kij,kj->ki", inv, rhs)
-    count = state.count.reshape(-1)
-    dof = count - p
-    ok &= dof > 0
-    rss = np.maximum(state.sumsq.reshape(-1) - np.einsum("ki,ki->k", x, rhs), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s2 = np.where(ok, rss / dof, np.nan)
-        rms = np.where(ok, np.sqrt(rss / count), np.nan)
-    x[~ok] = np.nan
-    inv[~ok] = np.nan
+    npx = int(np.prod(shape))
+    params, ninv = np.empty((p, npx)), np.empty((p, p, npx))
+    s2, rms = np.empty(npx), np.empty(npx)
+    jit.compiled(_solve_pixels)(
+        np.ascontiguousarray(state.normal.reshape(p, p, npx), dtype=np.float64),
+        np.ascontiguousarray(state.rhs.reshape(p, npx), dtype=np.float64),
+        np.ascontiguousarray(state.sumsq.reshape(npx), dtype=np.float64),
+        np.ascontiguousarray(state.count.reshape(npx), dtype=np.int64),
+        _RCOND,
+        params,
+        ninv,
+        s2,
+        rms,
+    )
     return Solution(
-        params=x.T.reshape(p, *shape),
-        ninv=np.moveaxis(inv, 0, -1).reshape(p, p, *shape),
+        params=params.reshape(p, *shape),
+        ninv=ninv.reshape(p, p, *shape),
         s2=s2.reshape(shape),
         rms=rms.reshape(shape),
     )
 
 
-def _distinct_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows, index of each row's distinct row) of a 2-D float array.
+def warm_up() -> None:
+    """Load the compiled solve (numba and its on-disk cache, once per process)."""
+    dates = np.datetime64("2020-01-01") + np.arange(3).astype("timedelta64[D]")
+    solve_state(build_state(dates, np.zeros((3, 1, 1)), ModelConfig()))
 
-    Rows are told apart by a random projection (a 1-D sort, ~50x faster than sorting whole
-    rows); an exact check falls back to the full sort if two rows ever share a projection.
-    """
-    key = a @ np.random.default_rng(0).uniform(1.0, 2.0, a.shape[1])
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    if np.array_equal(a[first][inverse], a, equal_nan=True):
-        return a[first], inverse
-    distinct, inverse = np.unique(a, axis=0, return_inverse=True)
-    return distinct, inverse.ravel()
+
+def _solve_pixels(normal, rhs, sumsq, count, rcond, params, ninv, s2, rms):  # pragma: no cover
+    """Kernel of `solve_state` (numba; arrays pixel-last)."""
+    p, npx = rhs.shape
+    low, inv = np.zeros((p, p)), np.zeros((p, p))
+    for px in range(npx):
+        ok = count[px] > p
+        for i in range(p):  # Cholesky: normal = low lowᵀ
+            for j in range(i + 1):
+                v = normal[i, j, px]
+                for k in range(j):
+                    v -= low[i, k] * low[j, k]
+                if i == j:
+                    if not v > rcond * normal[i, i, px]:
+                        ok = False
+                        v = 1.0
+                    low[i, i] = np.sqrt(v)
+                else:
+                    low[i, j] = v / low[j, j]
+        if not ok:
+            for i in range(p):
+                params[i, px] = np.nan
+                for j in range(p):
+                    ninv[i, j, px] = np.nan
+            s2[px], rms[px] = np.nan, np.nan
+            continue
+        for j in range(p):  # inv = low⁻¹, column by column (forward substitution)
+            for i in range(p):
+                v = 1.0 if i == j else 0.0
+                for k in range(i):
+                    v -= low[i, k] * inv[k, j]
+                inv[i, j] = v / low[i, i] if i >= j else 0.0
+        fit = 0.0
+        for i in range(p):  # normal⁻¹ = invᵀ inv; x = normal⁻¹ rhs
+            x = 0.0
+            for j in range(p):
+                v = 0.0
+                for k in range(max(i, j), p):
+                    v += inv[k, i] * inv[k, j]
+                ninv[i, j, px] = v
+                x += v * rhs[j, px]
+            params[i, px] = x
+            fit += x * rhs[i, px]
+        rss = max(sumsq[px] - fit, 0.0)
+        s2[px] = rss / (count[px] - p)
+        rms[px] = np.sqrt(rss / count[px])
 
 
 def mid_span_velocity(

@@ -235,7 +235,11 @@ def layer_dataset(
     layer["history_gain"] = (("time", "history_rank"), gain.astype(np.float64))
     layer["history_delta"] = (("history_rank", "y", "x"), delta.astype(np.float32))
     # blocks on the whole store's spatial chunks, so composing them stays one task a block
-    root = xr.open_zarr(_chain(base_store)[-1])["displacement"].encoding["chunks"]
+    blocks = base["displacement"].chunks  # an opened version's: the whole store's blocks
+    if blocks:
+        root = tuple(c[0] for c in blocks)
+    else:
+        root = xr.open_zarr(_chain(base_store)[-1])["displacement"].encoding["chunks"]
     for var in layer.variables.values():
         var.encoding = {}
         if var.ndim and var.dims[-2:] == ("y", "x"):

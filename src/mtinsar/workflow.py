@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mtinsar import nrt, output, pipeline, sequential, versions
+from mtinsar import nrt, nrt_state, output, pipeline, sequential, versions
 from mtinsar.checkpoint import Checkpoint, fingerprint, work_folder
 from mtinsar.config import RunConfig
 from mtinsar.errors import InputError, MtinsarError, NothingSelected
@@ -90,11 +90,12 @@ def read_source(
 
 def warm_up() -> None:
     """Pay the one-off costs of a process's first update now (~0.6 s), as a standing
-    `mtinsar watch` does when it starts: the compiled sequential step (numba and its disk
-    cache) and dask's first scheduler lookup (which imports distributed when installed)."""
+    `mtinsar watch` does when it starts: the compiled kernels (numba and its disk cache) and
+    dask's first scheduler lookup (which imports distributed when installed)."""
     import dask
 
     sequential.warm_up()
+    nrt_state.warm_up()
     dask.compute(dask.delayed(abs)(0))
 
 
