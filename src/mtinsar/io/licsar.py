@@ -121,6 +121,7 @@ def read_licsar_config(
     return read_licsar(
         path,
         bbox=config.bbox if not general else None,
+        discovered=found,
         multilook=config.multilook,
         exclude_pairs=[k for k in labels if k not in kept],
         wavelength=config.wavelength,
@@ -140,6 +141,7 @@ def read_licsar(
     chunk_size: int = 256,
     progress: bool = False,
     selection: IngestConfig | None = None,
+    discovered: dict[str, _Pair] | None = None,
 ) -> xr.Dataset:
     """Read a COMET-LiCSAR frame folder (portal or LiCSBAS GEOC layout) into an IfgStack.
 
@@ -148,7 +150,8 @@ def read_licsar(
     after cropping (trailing rows/columns that do not fill a block are dropped).
     exclude_pairs: pair labels "YYYYMMDD_YYYYMMDD" to leave out. wavelength [m]: defaults to
     Sentinel-1's. selection: instead of `bbox`, the bbox/polygon (any CRS) of an
-    `IngestConfig`, applied by `select_area`. `path` may also be an ``s3://`` or
+    `IngestConfig`, applied by `select_area`. discovered: the folder's pairs when the caller
+    has just listed them (`_discover_pairs`). `path` may also be an ``s3://`` or
     ``https://`` folder URL: the folder is listed once through fsspec and the rasters are read
     in place, window by window, through GDAL's /vsis3/ or /vsicurl/ (`mtinsar.sources.remote`).
 
@@ -165,7 +168,8 @@ def read_licsar(
     path = as_path(path)
     _check_options(bbox, multilook, wavelength)
     layout = _find_layout(path)
-    pairs = _select_pairs(_discover_pairs(layout), exclude_pairs, layout)
+    found = _discover_pairs(layout) if discovered is None else discovered
+    pairs = _select_pairs(found, exclude_pairs, layout)
     first = pairs[0].unw
     grids, bare, striped = _pair_grids(pairs, progress)
     footprints = [[g] for g in grids.values()]
@@ -311,7 +315,8 @@ def _parse_pair(label: str, where: Path) -> tuple[np.datetime64, np.datetime64]:
     if not match:
         raise InputError(f"{where}: '{label}' is not a pair name YYYYMMDD_YYYYMMDD; {fix}")
     try:
-        ref, sec = (datetime.strptime(d, "%Y%m%d") for d in match.groups())
+        # int fields, not strptime: ~10x faster for the thousands of names of a frame
+        ref, sec = (datetime(int(d[:4]), int(d[4:6]), int(d[6:8])) for d in match.groups())
     except ValueError as exc:
         raise InputError(
             f"{where}: '{label}' does not hold two valid dates ({exc}); {fix}"
