@@ -86,6 +86,7 @@ from mtinsar.inversion import coherence_weights
 from mtinsar.model import reference_index
 from mtinsar.network import Network
 from mtinsar.nrt_state import (
+    LAYER_FACTORS,
     STATE_VARIABLES,
     ModelState,
     Solution,
@@ -175,7 +176,12 @@ def update(
     wanted = np.unique([*old_index, 0, reference_index(known, config.model.reference_date)])
     gain = None if step is None else step.gain
     build = config.model if state is None else None  # first update after a full run
-    sums = history_pass(result["displacement"].data, known, wanted, gain, build)
+    if all(name in result.variables for name in LAYER_FACTORS):  # a layered version
+        stored, factor_gain, factor_delta = (result[name] for name in LAYER_FACTORS)
+        layers = (factor_gain.values, factor_delta.data)
+        sums = history_pass(stored.data, known, wanted, gain, build, layers)
+    else:
+        sums = history_pass(result["displacement"].data, known, wanted, gain, build)
     state = sums.state if state is None else state
     timings["read"] = _lap(start)
     rows = dict(zip(wanted.tolist(), sums.rows, strict=True))
@@ -556,7 +562,7 @@ def _updated_result(
     t = years_since(dates, state.origin)
     v, v_std = mid_span_velocity(sol, state.names, float((t[0] + t[-1]) / 2))
     cube = _appended_cube(result["displacement"].data, est)
-    drop = [*STATE_VARIABLES, "nrt_network", "nrt_param", "nrt_param_2"]
+    drop = [*STATE_VARIABLES, *LAYER_FACTORS, "nrt_network", "nrt_param", "nrt_param_2"]
     out = result.drop_vars(drop, errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))
     out["displacement"] = (("time", "y", "x"), cube, result["displacement"].attrs)

@@ -47,6 +47,9 @@ _RCOND = 1e-10
 _BLOCK_PX = 65536
 #: Names of the stored recursive-least-squares state.
 STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
+#: A layered version opened for an update (`versions.open_store(cached=True)`) also holds
+#: its displacement's factors: displacement = stored dates + gain (time, rank) @ delta.
+LAYER_FACTORS = ("displacement_stored", "layers_gain", "layers_delta")
 
 
 @dataclass
@@ -222,10 +225,14 @@ def history_pass(
     rows: np.ndarray,
     gain: np.ndarray | None = None,
     model: ModelConfig | None = None,
+    layers: tuple[np.ndarray, Any] | None = None,
 ) -> HistorySums:
-    """One pass over a history cube (n, y, x) [m] (NumPy or dask, e.g. a lazily composed
-    version): its values at the date indices `rows`, gainᵀd for `gain` (n, m), and with
-    `model` the model state built from it (`build_state`), one dask task per spatial block.
+    """One pass over a history cube (n, y, x) [m] (NumPy or dask): its values at the date
+    indices `rows`, gainᵀd for `gain` (n, m), and with `model` the model state built from
+    it (`build_state`), one dask task per spatial block.
+
+    With `layers` = (G (n, R), Δ (R, y, x)) the history is cube + G @ Δ (a layered version,
+    `LAYER_FACTORS`) and is never composed: rows and gainᵀd are taken from the factors.
     """
     arr = as_dask(cube)
     if arr.numblocks[0] > 1:  # one task sees a pixel's whole series
@@ -234,10 +241,17 @@ def history_pass(
     dates = np.asarray(dates, dtype="datetime64[D]")
     rows = np.asarray(rows, dtype=np.int64)
     blocks = arr.to_delayed()[0]
+    factor_gain, factor_blocks = None, np.full(blocks.shape, None)
+    if layers is not None:
+        factor_gain = np.asarray(layers[0], dtype=np.float32)
+        delta = as_dask(layers[1]).rechunk((-1, *arr.chunks[1:]))
+        factor_blocks = delta.to_delayed()[0]
     starts = [np.cumsum((0, *c))[:-1] for c in arr.chunks[1:]]
     parts = dask.compute(
         *(
-            dask.delayed(_block_sums)(blocks[i, j], rows, gain, dates, model)
+            dask.delayed(_block_sums)(
+                blocks[i, j], rows, gain, dates, model, factor_gain, factor_blocks[i, j]
+            )
             for i in range(blocks.shape[0])
             for j in range(blocks.shape[1])
         )
@@ -272,20 +286,33 @@ def _block_sums(
     gain: np.ndarray | None,
     dates: np.ndarray,
     model: ModelConfig | None,
+    factor_gain: np.ndarray | None = None,
+    factor_delta: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """`history_pass` on one block (n, by, bx) of the cube."""
-    n = block.shape[0]
+    """`history_pass` on one block (n, by, bx) of the cube (and of Δ, (R, by, bx))."""
+    n, shape = block.shape[0], block.shape[1:]
     flat = block.reshape(n, -1)
-    ok = np.isfinite(flat)
+    ok = np.isfinite(flat)  # the layers' correction is finite: it keeps the gaps
     complete = ok.all(axis=0)
-    out: dict[str, Any] = {"rows": block[rows], "proj": None}
+    gaps = np.flatnonzero(~complete)
+    d = None if factor_gain is None else factor_delta.reshape(factor_gain.shape[1], -1)
+    picked = flat[rows] if d is None else flat[rows] + factor_gain[rows] @ d
+    out: dict[str, Any] = {"rows": picked.reshape(-1, *shape), "proj": None}
     if gain is not None:
         filled = flat if complete.all() else np.where(ok, flat, 0)
         proj = (gain.T.astype(flat.dtype) @ filled).astype(np.float64)
-        out["proj"] = proj.reshape(-1, *block.shape[1:])
-    gaps = np.flatnonzero(~complete)
+        if d is not None:  # gainᵀ(G Δ), less its part at the dates a pixel lacks
+            proj += (gain.T @ factor_gain) @ d
+            if gaps.size:
+                missing = np.where(ok[:, gaps], 0.0, factor_gain @ d[:, gaps])
+                proj[:, gaps] -= gain.T @ missing
+        out["proj"] = proj.reshape(-1, *shape)
     out["gaps"], out["gap_valid"] = gaps, ok[:, gaps]
-    out["state"] = None if model is None else build_state(dates, block, model)
+    if model is not None:
+        cube = block if d is None else (flat + factor_gain @ d).reshape(block.shape)
+        out["state"] = build_state(dates, cube, model)
+    else:
+        out["state"] = None
     return out
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import xarray as xr
 
 from mtinsar.errors import InputError
+from mtinsar.nrt_state import LAYER_FACTORS
 
 STORE = "timeseries.zarr"
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -157,10 +158,24 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
     )  # fmt: skip
     out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
     out["displacement"] = (("time", "y", "x"), composed, root.attrs)
+    if cached:  # for an update: the factors, so that it need not compose the cube
+        stored, gain_name, delta_name = LAYER_FACTORS
+        joined = da.blockwise(
+            _joined, "Tyx", *args[2:], concatenate=True, dtype=np.float32,
+            new_axes={"T": n_dates}, adjust_chunks=None,
+        )  # fmt: skip
+        out[stored] = (("time", "y", "x"), joined)
+        out[gain_name] = (("time", "history_rank"), gain)
+        out[delta_name] = (("history_rank", "y", "x"), args[0])
     for name in json.loads(top.attrs[INHERITED_ATTR]):  # from the nearest layer holding it
         out[name] = next(ds[name] for ds in chain[1:] if name in ds.data_vars)
     out.attrs = {k: v for k, v in top.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
     return out
+
+
+def _joined(*stored: np.ndarray) -> np.ndarray:
+    """A block (time, by, bx) of the stored dates, without the layers' correction."""
+    return np.concatenate(stored, axis=0)
 
 
 def _compose(delta: np.ndarray, *stored: np.ndarray, gain: np.ndarray) -> np.ndarray:
