@@ -565,31 +565,30 @@ def _updated_result(
     drop = [*STATE_VARIABLES, *LAYER_FACTORS, "nrt_network", "nrt_param", "nrt_param_2"]
     out = result.drop_vars(drop, errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))
-    out["displacement"] = (("time", "y", "x"), cube, result["displacement"].attrs)
-    out["bperp"] = ("time", np.append(result["bperp"].values, _new_bperp(result, kept)))
-    out["bperp"] = out["bperp"].astype(np.float32)
-    out["bperp"].attrs.update(result["bperp"].attrs)
+    grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in result.coords else {}
+    bperp = np.append(result["bperp"].values, _new_bperp(result, kept)).astype(np.float32)
+    new: dict[str, Any] = {  # assigned at once: each xarray assignment aligns the dataset
+        "displacement": (("time", "y", "x"), cube, {**result["displacement"].attrs, **grid}),
+        "bperp": ("time", bperp, result["bperp"].attrs),
+    }
     for name, values in (("velocity", v), ("velocity_std", v_std), ("model_residual", sol.rms)):
-        out[name] = (("y", "x"), values.astype(np.float32), result[name].attrs)
+        new[name] = (("y", "x"), values.astype(np.float32), {**result[name].attrs, **grid})
     if "n_valid_pairs" in result.data_vars:
-        out["n_valid_pairs"] = (
+        new["n_valid_pairs"] = (
             ("y", "x"),
             (result["n_valid_pairs"].values + est.n_pairs).astype(np.int16),
             result["n_valid_pairs"].attrs,
         )
-    for name, (dims, data, attrs) in state_variables(state).items():
-        out[name] = (dims, data, attrs)
+    new.update(state_variables(state))
     if "nrt_network" in result.data_vars:
         lap = np.pad(result["nrt_network"].values, ((0, 1), (0, 1)))
-        new = dates.size - 1
+        last = dates.size - 1
         for o in old_index:
-            lap[[o, new], [o, new]] += 1.0
-            lap[o, new] -= 1.0
-            lap[new, o] -= 1.0
-        out["nrt_network"] = (("nrt_date", "nrt_date_2"), lap)
-    if "spatial_ref" in result.coords:
-        for name in ("displacement", "velocity", "velocity_std", "model_residual"):
-            out[name].attrs["grid_mapping"] = "spatial_ref"
+            lap[[o, last], [o, last]] += 1.0
+            lap[o, last] -= 1.0
+            lap[last, o] -= 1.0
+        new["nrt_network"] = (("nrt_date", "nrt_date_2"), lap)
+    out = out.assign(new)
     out.attrs.update(result.attrs)
     # names in attrs, not a string coordinate: Zarr v3 has no stable string dtype yet
     out.attrs.update(nrt_origin=str(state.origin), nrt_params=json.dumps(state.names))
@@ -649,8 +648,11 @@ def velocity_change(
         base, base_std = (result[name].values for name in BASE_VELOCITY)
     else:
         base, base_std = result["velocity"].values, result["velocity_std"].values
-    for name, values in zip(BASE_VELOCITY, (base, base_std), strict=True):
-        updated[name] = (("y", "x"), values.astype(np.float32), result["velocity"].attrs)
+    attrs = result["velocity"].attrs
+    updated.update(
+        {name: (("y", "x"), values.astype(np.float32), attrs)
+         for name, values in zip(BASE_VELOCITY, (base, base_std), strict=True)}
+    )  # fmt: skip
     change = updated["velocity"].values - base
     with np.errstate(invalid="ignore"):
         std = np.sqrt(base_std.astype(np.float64) ** 2 + updated["velocity_std"].values ** 2)

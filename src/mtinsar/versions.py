@@ -37,6 +37,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import numpy as np
@@ -156,19 +157,20 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
         _compose, "Tyx", *args, gain=gain, concatenate=True, dtype=np.float32,
         new_axes={"T": n_dates}, adjust_chunks=None,
     )  # fmt: skip
-    out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
-    out["displacement"] = (("time", "y", "x"), composed, root.attrs)
+    new: dict[str, Any] = {"displacement": (("time", "y", "x"), composed, root.attrs)}
     if cached:  # for an update: the factors, so that it need not compose the cube
         stored, gain_name, delta_name = LAYER_FACTORS
         joined = da.blockwise(
             _joined, "Tyx", *args[2:], concatenate=True, dtype=np.float32,
             new_axes={"T": n_dates}, adjust_chunks=None,
         )  # fmt: skip
-        out[stored] = (("time", "y", "x"), joined)
-        out[gain_name] = (("time", "history_rank"), gain)
-        out[delta_name] = (("history_rank", "y", "x"), args[0])
+        new[stored] = (("time", "y", "x"), joined)
+        new[gain_name] = (("time", "history_rank"), gain)
+        new[delta_name] = (("history_rank", "y", "x"), args[0])
     for name in json.loads(top.attrs[INHERITED_ATTR]):  # from the nearest layer holding it
-        out[name] = next(ds[name] for ds in chain[1:] if name in ds.data_vars)
+        new[name] = next(ds[name].variable for ds in chain[1:] if name in ds.data_vars)
+    out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
+    out = out.assign(new)  # at once: each xarray assignment aligns the whole dataset
     out.attrs = {k: v for k, v in top.attrs.items() if k not in (BASE_ATTR, INHERITED_ATTR)}
     return out
 
