@@ -127,36 +127,30 @@ def sequential_step(
     shape = x_w.shape[1:]
     m, k = step.dates_w.size, unw.shape[0]
     zero = 0.0 if date0 is None else np.asarray(date0, dtype=np.float64).reshape(-1)
-    # pixel-major, so that every block handed to the kernel is C-contiguous: one compiled
-    # signature for every scene size (a standing watcher's warm-up covers them all)
-    x_w = np.ascontiguousarray((x_w.reshape(m, -1) - zero).T, dtype=np.float64)
-    unw = np.ascontiguousarray(unw.reshape(k, -1).T, dtype=np.float64)
-    w = (
-        np.ones((1, k))
-        if weights is None
-        else np.ascontiguousarray(weights.reshape(k, -1).T, dtype=np.float64)
-    )
-    npx = x_w.shape[0]
-    new, delta = np.empty(npx), np.empty((npx, m))
+    x_w = np.ascontiguousarray(x_w.reshape(m, -1) - zero, dtype=np.float64)
+    unw = np.ascontiguousarray(unw.reshape(k, -1), dtype=np.float64)
+    w = np.ones((k, 1)) if weights is None else weights.reshape(k, -1)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    npx = x_w.shape[1]
+    new, delta = np.empty(npx), np.empty((m, npx))
     n_pairs, cycles = np.empty(npx, dtype=np.int16), np.empty(npx, dtype=np.int16)
-    phase = np.empty((npx, k))
+    phase = np.empty((k, npx))
     kernel = jit.compiled(_step_pixels)
     fixed0 = step.dates_w == 0
     j = step.j.astype(np.int64)
 
-    def task(b: slice) -> None:
-        wb = w if w.shape[0] == 1 else w[b]
-        kernel(x_w[b], unw[b], wb, j, step.prior, fixed0, to_metres, fix_cycles,
-               new[b], delta[b], n_pairs[b], cycles[b], phase[b])  # fmt: skip
+    def task(b: slice) -> None:  # whole arrays and a pixel range: one compiled signature
+        kernel(x_w, unw, w, j, step.prior, fixed0, to_metres, fix_cycles, b.start,
+               min(b.stop, npx), new, delta, n_pairs, cycles, phase)  # fmt: skip
 
     jit.over_blocks(task, npx, _BLOCK_PX, threads)
     return NewDate(
         displacement=new.reshape(shape),
         n_pairs=n_pairs.reshape(shape),
         cycles_corrected=cycles.reshape(shape),
-        corrected_phase=phase.T.reshape(k, *shape),
+        corrected_phase=phase.reshape(k, *shape),
         history_gain=step.gain,
-        history_delta=np.ascontiguousarray(delta.T).reshape(m, *shape),
+        history_delta=delta.reshape(m, *shape),
     )
 
 
@@ -167,18 +161,17 @@ def warm_up() -> None:
 
 
 def _step_pixels(
-    x_w, unw, w, j, prior, fixed0, to_m, fix, new, delta, n_pairs, cycles, phase
+    x_w, unw, w, j, prior, fixed0, to_m, fix, lo, hi, new, delta, n_pairs, cycles, phase
 ):  # pragma: no cover
-    """Kernel of `sequential_step` on a block of pixels, pixel-major arrays (numba)."""
-    npx, m = x_w.shape
-    k = unw.shape[1]
+    """Kernel of `sequential_step` on the pixels lo..hi-1 (numba; arrays pixel-last)."""
+    m, k = x_w.shape[0], unw.shape[0]
     hess, rhs = np.empty((m + 1, m + 1)), np.empty(m + 1)
     est, ww, vals = np.empty(k), np.empty(k), np.empty(k)
-    for p in range(npx):
+    for p in range(lo, hi):
         n = 0
         for i in range(k):
-            ph = x_w[p, j[i]] / to_m + unw[p, i]
-            wi = w[0, i] if w.shape[0] == 1 else w[p, i]
+            ph = x_w[j[i], p] / to_m + unw[i, p]
+            wi = w[i, 0] if w.shape[1] == 1 else w[i, p]
             if np.isfinite(ph) and np.isfinite(wi) and wi > 0:
                 est[i], ww[i], vals[n] = ph, wi, ph
                 n += 1
@@ -202,13 +195,13 @@ def _step_pixels(
         n_pairs[p], cycles[p] = n, ncyc
         complete = n > 0
         for i in range(k):
-            phase[p, i] = est[i]
+            phase[i, p] = est[i]
         for a in range(m):
-            complete = complete and np.isfinite(x_w[p, a])
+            complete = complete and np.isfinite(x_w[a, p])
         if not complete:
             new[p] = np.nan
             for a in range(m):
-                delta[p, a] = 0.0
+                delta[a, p] = 0.0
             continue
         wsum = 0.0
         for i in range(k):
@@ -218,14 +211,14 @@ def _step_pixels(
             s = 0.0
             for b in range(m):
                 hess[a, b] = wbar * prior[a, b]
-                s += prior[a, b] * x_w[p, b]
+                s += prior[a, b] * x_w[b, p]
             rhs[a] = wbar * s
             hess[a, m], hess[m, a] = 0.0, 0.0
         hess[m, m], rhs[m] = wsum, 0.0
         for i in range(k):  # pair i observes x_new - x[j_i]
             if ww[i] == 0:
                 continue
-            y = est[i] * to_m - x_w[p, j[i]]
+            y = est[i] * to_m - x_w[j[i], p]
             rhs[m] += ww[i] * y
             a = j[i]
             if not fixed0[a]:  # x_0 = 0 is known: the pair observes x_new alone
@@ -259,7 +252,7 @@ def _step_pixels(
             rhs[c] = s / hess[c, c]
         new[p] = rhs[m]
         for a in range(m):
-            delta[p, a] = rhs[a] - x_w[p, a]
+            delta[a, p] = rhs[a] - x_w[a, p]
 
 
 def corrected_history(history: np.ndarray | da.Array, est: NewDate) -> np.ndarray | da.Array:
