@@ -274,6 +274,8 @@ def _large(large: dict) -> list[str]:
 
 def _nrt(nrt: dict) -> list[str]:
     sc, full = nrt["scene"], nrt["full_rerun"]
+    timed = nrt.get("full_rerun_walls_s", [])
+    walls = f" (the faster of {', '.join(_fmt(w) for w in timed)} s)" if len(timed) > 1 else ""
     met = nrt.get("met", {})
 
     def ok(key: str) -> str:
@@ -287,14 +289,15 @@ def _nrt(nrt: dict) -> list[str]:
         f"Scene: {sc['ny']} x {sc['nx']} px, {nrt['n_dates']} dates; `mtinsar run` on all but "
         f"the last {nrt['withheld']} ({_fmt(nrt['first_run']['wall_s'])} s), then one "
         "`mtinsar update` per new date, then `mtinsar run` on all dates with the same "
-        f"reference point (full re-run: {_fmt(full['wall_s'])} s wall, "
+        f"reference point (full re-run: {_fmt(full['wall_s'])} s wall{walls}, "
         f"{_fmt(full['cpu_s'])} s CPU). Each step is its own process; wall time includes "
         "interpreter start-up and, for an update, writing the new version's store; compute "
         "is the update's own time (update.json); resident is the wall time less the "
         "interpreter and imports every process pays first "
         f"({_fmt(nrt['imports']['wall_s']) if 'imports' in nrt else 'n/a'} s), i.e. what a "
         "resident `mtinsar watch` pays per update; in one process: the same updates made "
-        "one after the other by one Python process, as `mtinsar watch` makes them.",
+        "one after the other by one Python process after `workflow.warm_up`, as `mtinsar "
+        "watch` makes them (median of the rounds timed).",
         "",
         "| update | date | wall [s] | CPU [s] | peak RSS [MiB] | compute [s] | wall / full "
         "re-run | resident / full re-run | in one process [s] | in one process / full "
