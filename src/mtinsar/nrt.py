@@ -4,18 +4,12 @@ The new date. Each new pair k links the new date to an existing date o_k, so it 
 x_new - x[o_k] (x the phase history in metres, c = -λ/4π times the pair phase referenced
 with the run's reference window). Two estimators, chosen by what the result carries:
 
-- Exact sequential least squares (`sequential_update`, when the result holds its run's
-  pair network, `attach_network`). The history estimated by the last inversion is Gaussian
-  with covariance σ²Q, Q = (AᵀA)⁻¹ of the run's pair network with date 0 fixed (network
-  level: one (n x n) matrix for the scene). Conditioning it on the new pairs is the
-  Kalman analysis step (Dalaison & Jolivet 2020, JGR Solid Earth 125, e2019JB019150; a
-  random-walk-free state, so no forecast noise): the new date and the dates W it pairs
-  with are solved jointly with the prior x_W ~ N(x̂_W, σ²Q_WW), and every other date moves
-  by the regression Q_rW Q_WW⁻¹ δx_W. For a pixel whose pairs are all valid this equals
-  re-inverting every pair (tested to 1e-9); for pixels that lost pairs it is a close
-  approximation (their Q differs). Cost O(k + |W|³) + O(n |W|) per pixel, with no pair of
-  the history read; pixels sharing a valid-pair pattern share one factorisation (as
-  `inversion.py` does).
+- Exact sequential least squares (`mtinsar.sequential`, when the result holds its run's
+  pair network, `attach_network`): the Kalman analysis step of Dalaison & Jolivet 2020
+  (JGR Solid Earth 125, e2019JB019150) on the history estimated by the last inversion.
+  For a pixel whose pairs are all valid this equals re-inverting every pair (tested to
+  1e-9); for pixels that lost pairs it is a close approximation (their Q differs). Cost
+  O(k + |W|³) + O(n |W|) per pixel, with no pair of the history read.
 - Frozen history (no network stored): each valid pair gives d_new = d[o_k] + c·unw_k and
   they are averaged with the pair weights — the same step in the limit where the past is
   known exactly. O(k) per pixel and only the paired dates are read, but the history keeps
@@ -31,6 +25,10 @@ agree up to noise; one that differs from their median by about 2π·m is an unwr
 and is corrected by that multiple (the phase-closure idea of Yunjun et al. 2019, Comput.
 Geosci. 133, on the triangles new-old_i-old_j). Only when `unwrap.closure` is on, as in the
 full run.
+
+The model (velocity, its std, residual) is updated by recursive least squares
+(`mtinsar.nrt_state`); what an update takes from the stored history comes from one pass
+over its blocks (`nrt_state.history_pass`).
 
 Alerts. The new displacement is compared with the model's prediction from before the
 update; the prediction's standard deviation is σ_pred = s·sqrt(1 + gᵀN⁻¹g) with s² the
@@ -171,9 +169,10 @@ def update(
 
     known = result["time"].values.astype("datetime64[D]")
     old_index = np.searchsorted(known, kept["ref_date"].values.astype("datetime64[D]"))
-    step = _step_plan(result, old_index, config)
+    iref = reference_index(known, config.model.reference_date)
+    step = _step_plan(result, old_index, iref)
     state = stored_state(result, config.model)
-    wanted = np.unique([*old_index, 0, reference_index(known, config.model.reference_date)])
+    wanted = np.unique([*old_index, 0, iref])
     gain = None if step is None else step.gain
     build = config.model if state is None else None  # first update after a full run
     if all(name in result.variables for name in LAYER_FACTORS):  # a layered version
@@ -185,7 +184,7 @@ def update(
     state = sums.state if state is None else state
     timings["read"] = _lap(start)
     rows = dict(zip(wanted.tolist(), sums.rows, strict=True))
-    est = _estimate(result, kept, old_index, config, step, rows)
+    est = _estimate(result, kept, old_index, config, step, rows, iref)
     timings["estimate"] = _lap(start)
 
     before = solve_state(state)
@@ -260,14 +259,12 @@ def update(
     return updated, report
 
 
-def _step_plan(result: xr.Dataset, old_index: np.ndarray, config: RunConfig) -> StepGain | None:
+def _step_plan(result: xr.Dataset, old_index: np.ndarray, iref: int) -> StepGain | None:
     """The exact step's network part for these pairs (None without the run's network: the
-    history is then frozen), its gain moved to the configured temporal reference date."""
+    history is then frozen), its gain moved to the temporal reference date `iref`."""
     if "nrt_network" not in result.data_vars:
         return None
     step = step_gain(result["nrt_network"].values, old_index)
-    known = result["time"].values.astype("datetime64[D]")
-    iref = reference_index(known, config.model.reference_date)
     if iref:  # the history is referenced to date iref: its correction holds that date still
         step.gain_at_reference = step.gain[iref].copy()
         step.gain = step.gain - step.gain[iref]
@@ -281,9 +278,11 @@ def _estimate(
     config: RunConfig,
     step: StepGain | None,
     rows: dict[int, np.ndarray],
+    iref: int,
 ) -> NewDate:
-    """The new date's estimate from the history's `rows` (date index -> (y, x) [m]); with
-    the run's network (`step`) the history's correction too."""
+    """The new date's estimate from the history's `rows` (date index -> (y, x) [m]) whose
+    temporal reference is date `iref`; with the run's network (`step`) the history's
+    correction too."""
     ry, rx = int(result.attrs["reference_y"]), int(result.attrs["reference_x"])
     r = config.reference.radius
     unw = kept["unw"].values.astype(np.float64)
@@ -302,8 +301,6 @@ def _estimate(
 
     if step is None:  # frozen: each pair adds its phase to its stored earlier date
         return estimate_new_date(at(old_index), unw, to_metres, weights, fix)
-    known = result["time"].values.astype("datetime64[D]")
-    iref = reference_index(known, config.model.reference_date)
     date0 = rows[0] if iref else None
     est = sequential_step(step, at(step.dates_w), unw, to_metres, weights, fix, date0)
     if iref:  # from date 0 back to the configured temporal reference

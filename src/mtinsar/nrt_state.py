@@ -6,7 +6,7 @@ per-pixel normal equations in a fixed parametrisation (time from the first date,
 rows never change): N = Σ g gᵀ, b = Σ g d, s = Σ d², n (Björck 1996, Numerical Methods for
 Least Squares Problems, §3.3, updating the normal equations). A new date adds one row,
 O(p²) per pixel; a corrected history adds Gᵀδd and the change of Σ d², O(n p); the solve
-is O(p³) with p ≤ ~8, done once per distinct normal matrix. The first update builds the
+is O(p³) with p ≤ ~8 (a compiled Cholesky per pixel, `solve_state`). The first update builds the
 state from the cube (O(n p²) per pixel) and stores it in the result (`nrt_normal`,
 `nrt_rhs`, `nrt_sumsq`, `nrt_count`). Velocity is reported at mid-span as `fit_model` does:
 v_mid = v₀ + a·t_mid, and equals `fit_model` on the updated cube (tested). Network-gap
@@ -18,8 +18,8 @@ dates its new pairs touch (with date 0 and the reference date), the projection g
 every pixel's series on the exact step's gain (for the change of Σ d²; the gain depends on
 the pair network alone, so it is known before any pixel is read) and, on the first update
 after a full run, the state itself. One pass over the cube's spatial blocks (one dask task
-a block) gives all of them, so an update holds one block of the history at a time however
-long the history is, and a layered version is never composed into a whole cube.
+a block) gives all of them, so an update holds a few blocks of the history at a time
+however long the history is; a layered version is read as its factors, never composed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from mtinsar.model import SEASONAL_ORIGIN, ModelConfig
 
 log = logging.getLogger(__name__)
 
-#: Relative eigenvalue below which a pixel's normal matrix counts as singular.
+#: Cholesky pivot, relative to its diagonal entry, below which a normal matrix is singular.
 _RCOND = 1e-10
 #: Pixels per block of the model-state sums (float64 temporaries of n x 65536 values).
 _BLOCK_PX = 65536

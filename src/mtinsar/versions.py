@@ -16,7 +16,7 @@ update are removed by the next one.
 
 Layered versions. An update changes little of a result: the new date's displacement, a
 rank-m correction of the history (the exact sequential step moves every date by
-gain @ δx_W, `mtinsar.nrt.sequential_update`), and a few 2-D layers (velocity, its std, the
+gain @ δx_W, `mtinsar.sequential`), and a few 2-D layers (velocity, its std, the
 model state). Rewriting the whole cube for that cost most of an update, so an update's store
 is a layer on the store it updates (`layer_dataset`): it holds the new dates
 (`displacement_added`), the correction's factors (`history_gain` (time, rank) and
