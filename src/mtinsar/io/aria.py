@@ -67,7 +67,6 @@ import xarray as xr
 from rasterio.crs import CRS
 from rasterio.warp import Resampling
 from rasterio.windows import Window
-from scipy.interpolate import RegularGridInterpolator
 
 from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
@@ -559,6 +558,10 @@ def interpolate_cube(
         if axis.size > 1 and axis[0] > axis[-1]:
             axes[i] = axis[::-1]
             values = np.flip(values, axis=i)
+    # imported here: format detection imports this module for every product folder, and
+    # scipy.interpolate alone costs ~0.2 s of start-up
+    from scipy.interpolate import RegularGridInterpolator
+
     interp = RegularGridInterpolator(
         tuple(axes), values, method="linear", bounds_error=False, fill_value=None
     )
