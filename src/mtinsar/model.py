@@ -186,6 +186,24 @@ class ModelFit:
         return np.where(np.isfinite(self.velocity), prediction, np.nan)
 
 
+def smooth_columns(
+    dates: np.ndarray, t: np.ndarray, config: ModelConfig
+) -> tuple[list[np.ndarray], list[str]]:
+    """The model's columns other than steps at `dates`, with time `t` [yr] from the origin
+    the caller chooses: offset, velocity, [acceleration t²/2], [annual and semi-annual
+    cos/sin, phased from `SEASONAL_ORIGIN`]; and their names."""
+    cols, names = [np.ones_like(t), t], ["offset", "velocity"]
+    if config.acceleration:
+        cols.append(t**2 / 2)
+        names.append("acceleration")
+    y = years_since(dates, SEASONAL_ORIGIN)
+    for h, name in ((1, "annual"), (2, "semi_annual")):
+        if getattr(config, name):
+            cols += [np.cos(2 * np.pi * h * y), np.sin(2 * np.pi * h * y)]
+            names += [f"{name}_cos", f"{name}_sin"]
+    return cols, names
+
+
 def design_matrix(
     dates: np.ndarray, config: ModelConfig, gap_after: np.ndarray | None = None
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -196,16 +214,7 @@ def design_matrix(
     """
     dates = np.asarray(dates, dtype="datetime64[D]")
     t = years_since(dates, dates[0])
-    tau = t - (t[0] + t[-1]) / 2
-    cols, names = [np.ones_like(t), tau], ["offset", "velocity"]
-    if config.acceleration:
-        cols.append(tau**2 / 2)
-        names.append("acceleration")
-    y = years_since(dates, SEASONAL_ORIGIN)
-    for h, name in ((1, "annual"), (2, "semi_annual")):
-        if getattr(config, name):
-            cols += [np.cos(2 * np.pi * h * y), np.sin(2 * np.pi * h * y)]
-            names += [f"{name}_cos", f"{name}_sin"]
+    cols, names = smooth_columns(dates, t - (t[0] + t[-1]) / 2, config)
     step_starts = []
     for step in config.steps:
         first = int(np.searchsorted(dates, np.datetime64(step, "D")))

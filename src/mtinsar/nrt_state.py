@@ -37,7 +37,7 @@ import xarray as xr
 
 from mtinsar import jit
 from mtinsar.conventions import years_since
-from mtinsar.model import SEASONAL_ORIGIN, ModelConfig
+from mtinsar.model import ModelConfig, smooth_columns
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +106,7 @@ def fixed_design(
     without the mid-span centring, so a new date never changes the old rows.
     """
     dates = np.asarray(dates, dtype="datetime64[D]")
-    t = years_since(dates, origin)
-    cols, names = [np.ones_like(t), t], ["offset", "velocity"]
-    if config.acceleration:
-        cols.append(t**2 / 2)
-        names.append("acceleration")
-    y = years_since(dates, SEASONAL_ORIGIN)
-    for h, name in ((1, "annual"), (2, "semi_annual")):
-        if getattr(config, name):
-            cols += [np.cos(2 * np.pi * h * y), np.sin(2 * np.pi * h * y)]
-            names += [f"{name}_cos", f"{name}_sin"]
+    cols, names = smooth_columns(dates, years_since(dates, origin), config)
     for step in config.steps:
         cols.append((dates >= np.datetime64(step, "D")).astype(float))
         names.append(f"step_{step}")
