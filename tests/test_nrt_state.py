@@ -56,8 +56,8 @@ def test_history_pass_by_blocks_equals_the_whole_cube():
     model = ModelConfig(annual=True)
     gain = np.random.default_rng(3).normal(size=(dates.size, 3))
     rows = np.array([0, 4, 20])
-    whole = history_pass(cube, dates, rows, gain, model)
-    blocked = history_pass(da.from_array(cube, chunks=(7, 5, 4)), dates, rows, gain, model)
+    whole = history_pass(cube, dates, rows, model, gain)
+    blocked = history_pass(da.from_array(cube, chunks=(7, 5, 4)), dates, rows, model, gain)
     for sums in (whole, blocked):
         np.testing.assert_array_equal(sums.rows, cube[rows])
         expected = np.einsum("tm,tyx->myx", gain, np.nan_to_num(cube.astype(np.float64)))
@@ -70,7 +70,7 @@ def test_history_pass_by_blocks_equals_the_whole_cube():
     direct = build_state(dates, cube, model)
     for name in ("normal", "rhs", "sumsq", "count"):
         np.testing.assert_allclose(getattr(blocked.state, name), getattr(direct, name), rtol=1e-12)
-    assert history_pass(cube, dates, rows).proj is None
+    assert history_pass(cube, dates, rows, model).proj is None
 
 
 @pytest.mark.parametrize("rank", [1, 4])
@@ -82,7 +82,7 @@ def test_corrected_state_equals_the_state_of_the_corrected_cube(rank):
     gain = rng.normal(0, 0.5, (dates.size, rank))
     delta = rng.normal(0, 0.002, (rank, *cube.shape[1:]))
     model = ModelConfig(acceleration=True)
-    sums = history_pass(da.from_array(cube, chunks=(25, 6, 6)), dates, np.array([0]), gain, model)
+    sums = history_pass(da.from_array(cube, chunks=(25, 6, 6)), dates, np.array([0]), model, gain)
     moved = correct_history(sums.state, dates, sums, gain, delta, model)
     shifted = cube.astype(np.float64) + np.tensordot(gain, delta, axes=1)
     expected = build_state(dates, shifted, model)
@@ -100,9 +100,9 @@ def test_history_pass_holds_a_block_at_a_time():
     cube = da.random.default_rng(0).normal(0, 0.01, (n, ny, nx), chunks=(n, 40, 40))
     cube = cube.astype(np.float32)
     gain = np.ones((n, 2))
-    history_pass(cube[:, :40, :40], dates, np.array([0]), gain, ModelConfig())  # one-off costs
+    history_pass(cube[:, :40, :40], dates, np.array([0]), ModelConfig(), gain)  # one-off costs
     tracemalloc.start()
-    sums = history_pass(cube, dates, np.array([0, n - 1]), gain, ModelConfig())
+    sums = history_pass(cube, dates, np.array([0, n - 1]), ModelConfig(), gain)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     whole = n * ny * nx * 4
@@ -131,9 +131,9 @@ def test_history_pass_on_factors_equals_the_composed_cube():
     factor_delta = rng.normal(0, 0.002, (3, *cube.shape[1:])).astype(np.float32)
     composed = cube + np.tensordot(factor_gain, factor_delta, axes=1)
     gain, rows, model = rng.normal(size=(dates.size, 2)), np.array([0, 3, 24]), ModelConfig()
-    direct = history_pass(composed, dates, rows, gain, model)
+    direct = history_pass(composed, dates, rows, model, gain)
     layered = history_pass(
-        da.from_array(cube, chunks=(25, 6, 5)), dates, rows, gain, model,
+        da.from_array(cube, chunks=(25, 6, 5)), dates, rows, model, gain,
         layers=(factor_gain, da.from_array(factor_delta, chunks=(3, 6, 5))),
     )  # fmt: skip
     np.testing.assert_allclose(layered.rows, direct.rows, rtol=1e-6, atol=1e-8)

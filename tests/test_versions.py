@@ -167,7 +167,7 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
     assert moved > 1e-5  # the exact step corrected the history ...
     error = np.nanmax(np.abs(v1["displacement"].values - expected["displacement"].values))
     assert error < 1e-7, error  # ... and the layer reproduces it to float32 rounding
-    for name in ("velocity", "velocity_std", "mask", "nrt_rhs", "nrt_network"):
+    for name in ("velocity", "velocity_std", "model_residual", "mask", "nrt_network"):
         np.testing.assert_array_equal(v1[name].values, expected[name].values)
 
     workflow.update_folder(results, full, cfg)
@@ -193,3 +193,19 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
     shutil.rmtree(versions.store_path(results, 1))
     with pytest.raises(InputError, match="base store .*v1.* is missing"):
         versions.open_version(results)
+
+
+def test_a_store_written_anew_at_the_same_path_is_read_anew(tmp_path):
+    """Stores below the top of a chain are kept between opens (`versions._open_below`);
+    a store replaced at the same path (a new run into the same folder) is not taken for
+    the one kept."""
+    from mtinsar.output import write_store
+
+    store = tmp_path / versions.STORE
+    for value in (1.0, 2.0):
+        if store.exists():
+            shutil.rmtree(store)
+        ds = xr.Dataset({"velocity": (("y", "x"), np.full((3, 4), value, dtype=np.float32))})
+        write_store(ds, tmp_path)
+        seen = versions._open_below(str(store), versions._identity(store))
+        assert float(seen["velocity"].values.max()) == value

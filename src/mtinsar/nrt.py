@@ -85,7 +85,6 @@ from mtinsar.model import reference_index
 from mtinsar.network import Network
 from mtinsar.nrt_state import (
     LAYER_FACTORS,
-    STATE_VARIABLES,
     ModelState,
     Solution,
     add_date,
@@ -96,8 +95,6 @@ from mtinsar.nrt_state import (
     mid_span_velocity,
     prediction_departure,
     solve_state,
-    state_variables,
-    stored_state,
 )
 from mtinsar.sequential import NewDate, StepGain, corrected_history, sequential_step, step_gain
 
@@ -111,7 +108,6 @@ CHANGED_VARIABLES = (
     "model_residual",
     "n_valid_pairs",
     "nrt_network",
-    *STATE_VARIABLES,
     *BASE_VELOCITY,
 )
 
@@ -171,17 +167,14 @@ def update(
     old_index = np.searchsorted(known, kept["ref_date"].values.astype("datetime64[D]"))
     iref = reference_index(known, config.model.reference_date)
     step = _step_plan(result, old_index, iref)
-    state = stored_state(result, config.model)
     wanted = np.unique([*old_index, 0, iref])
     gain = None if step is None else step.gain
-    build = config.model if state is None else None  # first update after a full run
+    history, layers = result["displacement"].data, None
     if all(name in result.variables for name in LAYER_FACTORS):  # a layered version
         stored, factor_gain, factor_delta = (result[name] for name in LAYER_FACTORS)
-        layers = (factor_gain.values, factor_delta.data)
-        sums = history_pass(stored.data, known, wanted, gain, build, layers)
-    else:
-        sums = history_pass(result["displacement"].data, known, wanted, gain, build)
-    state = sums.state if state is None else state
+        history, layers = stored.data, (factor_gain.values, factor_delta.data)
+    sums = history_pass(history, known, wanted, config.model, gain, layers)
+    state = sums.state
     timings["read"] = _lap(start)
     rows = dict(zip(wanted.tolist(), sums.rows, strict=True))
     est = _estimate(result, kept, old_index, config, step, rows, iref)
@@ -559,7 +552,7 @@ def _updated_result(
     t = years_since(dates, state.origin)
     v, v_std = mid_span_velocity(sol, state.names, float((t[0] + t[-1]) / 2))
     cube = _appended_cube(result["displacement"].data, est)
-    drop = [*STATE_VARIABLES, *LAYER_FACTORS, "nrt_network", "nrt_param", "nrt_param_2"]
+    drop = [*LAYER_FACTORS, "nrt_network"]
     out = result.drop_vars(drop, errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))
     grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in result.coords else {}
@@ -576,7 +569,6 @@ def _updated_result(
             (result["n_valid_pairs"].values + est.n_pairs).astype(np.int16),
             result["n_valid_pairs"].attrs,
         )
-    new.update(state_variables(state))
     if "nrt_network" in result.data_vars:
         lap = np.pad(result["nrt_network"].values, ((0, 1), (0, 1)))
         last = dates.size - 1
@@ -587,8 +579,6 @@ def _updated_result(
         new["nrt_network"] = (("nrt_date", "nrt_date_2"), lap)
     out = out.assign(new)
     out.attrs.update(result.attrs)
-    # names in attrs, not a string coordinate: Zarr v3 has no stable string dtype yet
-    out.attrs.update(nrt_origin=str(state.origin), nrt_params=json.dumps(state.names))
     return out
 
 

@@ -6,26 +6,25 @@ per-pixel normal equations in a fixed parametrisation (time from the first date,
 rows never change): N = Σ g gᵀ, b = Σ g d, s = Σ d², n (Björck 1996, Numerical Methods for
 Least Squares Problems, §3.3, updating the normal equations). A new date adds one row,
 O(p²) per pixel; a corrected history adds Gᵀδd and the change of Σ d², O(n p); the solve
-is O(p³) with p ≤ ~8 (a compiled Cholesky per pixel, `solve_state`). The first update builds the
-state from the cube (O(n p²) per pixel) and stores it in the result (`nrt_normal`,
-`nrt_rhs`, `nrt_sumsq`, `nrt_count`). Velocity is reported at mid-span as `fit_model` does:
-v_mid = v₀ + a·t_mid, and equals `fit_model` on the updated cube (tested). Network-gap
-offsets of NSBAS/min-norm runs are not in this state (they need the pairs); the periodic
-full re-run (`full_rerun_due`) restores them.
+is O(p³) with p ≤ ~8 (a compiled Cholesky per pixel, `solve_state`). Each update builds
+the state from the stored cube in the pass it makes over it anyway (below): the sums
+b = Gᵀd and Σd² ride on the product that gives gainᵀd, and N needs only each pixel's valid
+dates, so storing the state would cost more to write and read than to rebuild. Velocity
+is reported at mid-span as `fit_model` does: v_mid = v₀ + a·t_mid, and equals `fit_model`
+on the updated cube (tested). Network-gap offsets of NSBAS/min-norm runs are not in this
+state (they need the pairs); the periodic full re-run (`full_rerun_due`) restores them.
 
 The history pass (`history_pass`). Of the stored displacement cube an update needs only the
 dates its new pairs touch (with date 0 and the reference date), the projection gainᵀd of
 every pixel's series on the exact step's gain (for the change of Σ d²; the gain depends on
-the pair network alone, so it is known before any pixel is read) and, on the first update
-after a full run, the state itself. One pass over the cube's spatial blocks (one dask task
-a block) gives all of them, so an update holds a few blocks of the history at a time
-however long the history is; a layered version is read as its factors, never composed.
+the pair network alone, so it is known before any pixel is read) and the model state. One
+pass over the cube's spatial blocks (one dask task a block) gives all of them, so an update
+holds a few blocks of the history at a time however long the history is; a layered
+version is read as its factors and composed a block at a time.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -33,20 +32,15 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-import xarray as xr
 
 from mtinsar import jit
 from mtinsar.conventions import years_since
 from mtinsar.model import ModelConfig, smooth_columns
 
-log = logging.getLogger(__name__)
-
 #: Cholesky pivot, relative to its diagonal entry, below which a normal matrix is singular.
 _RCOND = 1e-10
-#: Pixels per block of the model-state sums (float64 temporaries of n x 65536 values).
+#: Pixels per task of the compiled solve.
 _BLOCK_PX = 65536
-#: Names of the stored recursive-least-squares state.
-STATE_VARIABLES = ("nrt_normal", "nrt_rhs", "nrt_sumsq", "nrt_count")
 #: A layered version opened for an update (`versions.open_store(cached=True)`) also holds
 #: its displacement's factors: displacement = stored dates + gain (time, rank) @ delta.
 LAYER_FACTORS = ("displacement_stored", "layers_gain", "layers_delta")
@@ -86,14 +80,14 @@ class HistorySums:
     rows (k, y, x) [m]: the cube at the requested dates, in its dtype; proj (m, y, x) [m]:
     gainᵀd with missing dates counted as 0 (None without a gain); gaps (K,): flat indices of
     the pixels lacking some date, gap_valid (n, K) bool: their valid dates; state: the
-    model state built from the cube (None unless asked for).
+    model state built from the cube.
     """
 
     rows: np.ndarray
     proj: np.ndarray | None
     gaps: np.ndarray
     gap_valid: np.ndarray
-    state: ModelState | None
+    state: ModelState
 
 
 def fixed_design(
@@ -116,39 +110,81 @@ def fixed_design(
 def build_state(dates: np.ndarray, displacement: np.ndarray, config: ModelConfig) -> ModelState:
     """Normal equations of the model from a displacement cube (n, y, x) [m] (NaN = no date).
 
-    Cost O(n p²) per pixel, once; `add_date` then adds a date in O(p²). Pixels with every
-    date share the normal matrix GᵀG; sums run in float64 over blocks of pixels (bounded
-    temporaries whatever the cube's dtype).
+    Cost O(n p²) per pixel; `add_date` then adds a date in O(p²).
     """
     dates = np.asarray(dates, dtype="datetime64[D]")
     g, names = fixed_design(dates, dates[0], config)
+    n, shape = displacement.shape[0], displacement.shape[1:]
+    sums = _series_sums(displacement.reshape(n, -1), g, None)
+    return _state(names, dates[0], sums, shape)
+
+
+def _series_sums(flat: np.ndarray, g: np.ndarray, gain: np.ndarray | None) -> dict[str, Any]:
+    """Per-pixel sums of series flat (n, npx) [m] (NaN = no date) for design rows g (n, p)
+    and a gain (n, m): normal (p, p, npx), rhs = gᵀd (p, npx), sumsq, count, proj = gainᵀd
+    (m, npx; None without a gain), and the pixels lacking some date (gaps, gap_valid).
+
+    Missing dates count as 0. Pixels with every date share the normal matrix gᵀg. The
+    other sums come from one compiled pass over the series (`_sum_pixels`, float64
+    accumulators, no temporaries of the series' size).
+    """
     n, p = g.shape
-    flat = displacement.reshape(n, -1)
     npx = flat.shape[1]
-    normal = np.empty((p * p, npx))
-    rhs, sumsq, count = np.empty((p, npx)), np.empty(npx), np.empty(npx, dtype=np.int32)
+    w = g if gain is None else np.hstack([g, gain])
+    projected, sumsq = np.empty((w.shape[1], npx)), np.empty(npx)
+    count = np.empty(npx, dtype=np.int32)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    jit.compiled(_sum_pixels)(np.ascontiguousarray(flat), w, projected, sumsq, count)
+    gaps = np.flatnonzero(count < n)
+    gap_valid = np.isfinite(flat[:, gaps])
     outer = (g[:, :, None] * g[:, None, :]).reshape(n, p * p)
-    for lo in range(0, npx, _BLOCK_PX):
-        part = slice(lo, lo + _BLOCK_PX)
-        y = flat[:, part].astype(np.float64)
-        valid = np.isfinite(y)
-        complete = valid.all(axis=0)
-        normal[:, part] = outer.sum(axis=0)[:, None]
-        if not complete.all():
-            gaps = np.flatnonzero(~complete)
-            normal[:, lo + gaps] = outer.T @ valid[:, gaps].astype(np.float64)
-            y[~valid] = 0.0
-        rhs[:, part] = g.T @ y
-        sumsq[part] = np.einsum("ij,ij->j", y, y)
-        count[part] = valid.sum(axis=0)
-    shape = displacement.shape[1:]
+    normal = np.empty((p * p, npx))
+    normal[:] = outer.sum(axis=0)[:, None]
+    if gaps.size:
+        normal[:, gaps] = outer.T @ gap_valid.astype(np.float64)
+    return {
+        "normal": normal.reshape(p, p, npx),
+        "rhs": projected[:p],
+        "proj": None if gain is None else projected[p:],
+        "sumsq": sumsq,
+        "count": count,
+        "gaps": gaps,
+        "gap_valid": gap_valid,
+    }
+
+
+def _sum_pixels(flat, w, projected, sumsq, count):  # pragma: no cover
+    """Kernel of `_series_sums` (numba): projected = wᵀd, Σd², valid dates, NaN as 0."""
+    n, npx = flat.shape
+    row = np.empty(npx)
+    projected[:] = 0.0
+    sumsq[:] = 0.0
+    count[:] = 0
+    for t in range(n):
+        for px in range(npx):
+            v = np.float64(flat[t, px])
+            ok = np.isfinite(v)
+            d = v if ok else 0.0
+            row[px] = d
+            count[px] += ok
+            sumsq[px] += d * d
+        for k in range(w.shape[1]):  # pixels innermost: vectorised
+            c = w[t, k]
+            for px in range(npx):
+                projected[k, px] += c * row[px]
+
+
+def _state(
+    names: tuple[str, ...], origin: np.datetime64, sums: dict[str, Any], shape: tuple[int, ...]
+) -> ModelState:
+    p = len(names)
     return ModelState(
         names=names,
-        origin=dates[0],
-        normal=normal.reshape(p, p, *shape),
-        rhs=rhs.reshape(p, *shape),
-        sumsq=sumsq.reshape(shape),
-        count=count.reshape(shape),
+        origin=origin,
+        normal=sums["normal"].reshape(p, p, *shape),
+        rhs=sums["rhs"].reshape(p, *shape),
+        sumsq=sums["sumsq"].reshape(shape),
+        count=sums["count"].reshape(shape),
     )
 
 
@@ -214,22 +250,23 @@ def history_pass(
     cube: Any,
     dates: np.ndarray,
     rows: np.ndarray,
+    model: ModelConfig,
     gain: np.ndarray | None = None,
-    model: ModelConfig | None = None,
     layers: tuple[np.ndarray, Any] | None = None,
 ) -> HistorySums:
     """One pass over a history cube (n, y, x) [m] (NumPy or dask): its values at the date
-    indices `rows`, gainᵀd for `gain` (n, m), and with `model` the model state built from
-    it (`build_state`), one dask task per spatial block.
+    indices `rows`, the `model`'s state built from it (`build_state`) and gainᵀd for
+    `gain` (n, m), one dask task per spatial block.
 
     With `layers` = (G (n, R), Δ (R, y, x)) the history is cube + G @ Δ (a layered version,
-    `LAYER_FACTORS`) and is never composed: rows and gainᵀd are taken from the factors.
+    `LAYER_FACTORS`), composed a block at a time.
     """
     arr = as_dask(cube)
     if arr.numblocks[0] > 1:  # one task sees a pixel's whole series
         arr = arr.rechunk({0: -1})
     n, ny, nx = arr.shape
     dates = np.asarray(dates, dtype="datetime64[D]")
+    g, names = fixed_design(dates, dates[0], model)
     rows = np.asarray(rows, dtype=np.int64)
     blocks = arr.to_delayed()[0]
     factor_gain, factor_blocks = None, np.full(blocks.shape, None)
@@ -240,139 +277,86 @@ def history_pass(
     starts = [np.cumsum((0, *c))[:-1] for c in arr.chunks[1:]]
     parts = dask.compute(
         *(
-            dask.delayed(_block_sums)(
-                blocks[i, j], rows, gain, dates, model, factor_gain, factor_blocks[i, j]
-            )
+            dask.delayed(_block_sums)(blocks[i, j], rows, g, gain, factor_gain, factor_blocks[i, j])
             for i in range(blocks.shape[0])
             for j in range(blocks.shape[1])
         )
     )
-    out_rows = np.empty((rows.size, ny, nx), dtype=arr.dtype)
-    proj = None if gain is None else np.empty((gain.shape[1], ny, nx))
-    gaps, gap_valid, states = [], [], []
+    p = len(names)
+    out = {
+        "rows": np.empty((rows.size, ny, nx), dtype=arr.dtype),
+        "proj": None if gain is None else np.empty((gain.shape[1], ny, nx)),
+        "normal": np.empty((p, p, ny, nx)),
+        "rhs": np.empty((p, ny, nx)),
+        "sumsq": np.empty((ny, nx)),
+        "count": np.empty((ny, nx), dtype=np.int32),
+    }
+    gaps, gap_valid = [], []
     for (i, j), part in zip(np.ndindex(blocks.shape), parts, strict=True):
         y0, x0 = starts[0][i], starts[1][j]
         by, bx = part["rows"].shape[1:]
-        window = (slice(None), slice(y0, y0 + by), slice(x0, x0 + bx))
-        out_rows[window] = part["rows"]
-        if proj is not None:
-            proj[window] = part["proj"]
+        window = (slice(y0, y0 + by), slice(x0, x0 + bx))
+        for name, values in out.items():
+            if values is not None:
+                lead = (slice(None),) * (values.ndim - 2)
+                values[(*lead, *window)] = part[name].reshape(*values.shape[:-2], by, bx)
         local = part["gaps"]
         gaps.append((y0 + local // bx) * nx + x0 + local % bx)
         gap_valid.append(part["gap_valid"])
-        states.append((window, part["state"]))
     order = np.argsort(np.concatenate(gaps), kind="stable")
     return HistorySums(
-        rows=out_rows,
-        proj=proj,
+        rows=out["rows"],
+        proj=out["proj"],
         gaps=np.concatenate(gaps)[order],
         gap_valid=np.concatenate(gap_valid, axis=1)[:, order],
-        state=None if model is None else _stitched(states, (ny, nx)),
+        state=_state(names, dates[0], out, (ny, nx)),
     )
 
 
 def _block_sums(
     block: np.ndarray,
     rows: np.ndarray,
+    g: np.ndarray,
     gain: np.ndarray | None,
-    dates: np.ndarray,
-    model: ModelConfig | None,
     factor_gain: np.ndarray | None = None,
     factor_delta: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """`history_pass` on one block (n, by, bx) of the cube (and of Δ, (R, by, bx))."""
     n, shape = block.shape[0], block.shape[1:]
     flat = block.reshape(n, -1)
-    ok = np.isfinite(flat)  # the layers' correction is finite: it keeps the gaps
-    complete = ok.all(axis=0)
-    gaps = np.flatnonzero(~complete)
-    d = None if factor_gain is None else factor_delta.reshape(factor_gain.shape[1], -1)
-    picked = flat[rows] if d is None else flat[rows] + factor_gain[rows] @ d
-    out: dict[str, Any] = {"rows": picked.reshape(-1, *shape), "proj": None}
-    if gain is not None:
-        filled = flat if complete.all() else np.where(ok, flat, 0)
-        proj = (gain.T.astype(flat.dtype) @ filled).astype(np.float64)
-        if d is not None:  # gainᵀ(G Δ), less its part at the dates a pixel lacks
-            proj += (gain.T @ factor_gain) @ d
-            if gaps.size:
-                missing = np.where(ok[:, gaps], 0.0, factor_gain @ d[:, gaps])
-                proj[:, gaps] -= gain.T @ missing
-        out["proj"] = proj.reshape(-1, *shape)
-    out["gaps"], out["gap_valid"] = gaps, ok[:, gaps]
-    if model is not None:
-        cube = block if d is None else (flat + factor_gain @ d).reshape(block.shape)
-        out["state"] = build_state(dates, cube, model)
-    else:
-        out["state"] = None
+    if factor_gain is not None:  # the layers' correction is finite: it keeps the gaps
+        composed = factor_gain @ factor_delta.reshape(factor_gain.shape[1], -1)
+        composed += flat
+        flat = composed
+    out = _series_sums(flat, g, gain)
+    out["rows"] = flat[rows].reshape(-1, *shape)
     return out
 
 
-def _stitched(
-    parts: list[tuple[tuple[slice, ...], ModelState]], shape: tuple[int, int]
-) -> ModelState:
-    """One state from the states of blocks (window (…, y, x) slices, state) of a grid."""
-    first = parts[0][1]
-    p = len(first.names)
-    out = ModelState(
-        names=first.names,
-        origin=first.origin,
-        normal=np.empty((p, p, *shape)),
-        rhs=np.empty((p, *shape)),
-        sumsq=np.empty(shape),
-        count=np.empty(shape, dtype=np.int32),
-    )
-    for window, st in parts:
-        yx = window[1:]
-        out.normal[(slice(None), slice(None), *yx)] = st.normal
-        out.rhs[(slice(None), *yx)] = st.rhs
-        out.sumsq[yx] = st.sumsq
-        out.count[yx] = st.count
-    return out
-
-
-def stored_state(result: xr.Dataset, config: ModelConfig) -> ModelState | None:
-    """The recursive-least-squares state stored in `result` (None when absent or made for
-    another model: `history_pass` then builds it from the cube)."""
-    _, names = fixed_design(result["time"].values[:1], result["time"].values[0], config)
-    if not all(v in result.data_vars for v in STATE_VARIABLES):
-        return None
-    stored = tuple(json.loads(result.attrs.get("nrt_params", "[]")))
-    if stored != names:
-        log.info("stored model state is for parameters %s, not %s: rebuilding", stored, names)
-        return None
-    return ModelState(
-        names=names,
-        origin=np.datetime64(result.attrs["nrt_origin"], "D"),
-        normal=result["nrt_normal"].values.astype(np.float64),
-        rhs=result["nrt_rhs"].values.astype(np.float64),
-        sumsq=result["nrt_sumsq"].values.astype(np.float64),
-        count=result["nrt_count"].values.astype(np.int32),
-    )
-
-
-def solve_state(state: ModelState) -> Solution:
+def solve_state(state: ModelState, threads: int | None = None) -> Solution:
     """Per-pixel least-squares solution of the state's normal equations.
 
     A compiled loop over pixels: Cholesky factor and inverse of each normal matrix, NaN
     where a pivot falls below `_RCOND` times its diagonal entry (singular: e.g. a step
     with no date after it, or fewer dates than parameters) or no degree of freedom is left.
+    `threads` as `jit.over_blocks`.
     """
     p = len(state.names)
     shape = state.rhs.shape[1:]
     npx = int(np.prod(shape))
     params, ninv = np.empty((p, npx)), np.empty((p, p, npx))
     s2, rms = np.empty(npx), np.empty(npx)
-    jit.compiled(_solve_pixels)(
-        np.ascontiguousarray(state.normal.reshape(p, p, npx), dtype=np.float64),
-        np.ascontiguousarray(state.rhs.reshape(p, npx), dtype=np.float64),
-        np.ascontiguousarray(state.sumsq.reshape(npx), dtype=np.float64),
-        np.ascontiguousarray(state.count.reshape(npx), dtype=np.int64),
-        _RCOND,
-        params,
-        ninv,
-        s2,
-        rms,
-    )
+    normal = np.ascontiguousarray(state.normal.reshape(p, p, npx), dtype=np.float64)
+    rhs = np.ascontiguousarray(state.rhs.reshape(p, npx), dtype=np.float64)
+    sumsq = np.ascontiguousarray(state.sumsq.reshape(npx), dtype=np.float64)
+    count = np.ascontiguousarray(state.count.reshape(npx), dtype=np.int64)
+    kernel = jit.compiled(_solve_pixels)
+
+    def task(b: slice) -> None:  # whole arrays and a pixel range: one compiled signature
+        kernel(normal, rhs, sumsq, count, _RCOND, b.start, min(b.stop, npx),
+               params, ninv, s2, rms)  # fmt: skip
+
+    jit.over_blocks(task, npx, _BLOCK_PX, threads)
     return Solution(
         params=params.reshape(p, *shape),
         ninv=ninv.reshape(p, p, *shape),
@@ -382,16 +366,19 @@ def solve_state(state: ModelState) -> Solution:
 
 
 def warm_up() -> None:
-    """Load the compiled solve (numba and its on-disk cache, once per process)."""
+    """Load the compiled kernels (numba and its on-disk cache, once per process)."""
     dates = np.datetime64("2020-01-01") + np.arange(3).astype("timedelta64[D]")
-    solve_state(build_state(dates, np.zeros((3, 1, 1)), ModelConfig()))
+    state = build_state(dates, np.zeros((3, 1, 1), dtype=np.float32), ModelConfig())
+    solve_state(state, threads=1)
 
 
-def _solve_pixels(normal, rhs, sumsq, count, rcond, params, ninv, s2, rms):  # pragma: no cover
-    """Kernel of `solve_state` (numba; arrays pixel-last)."""
-    p, npx = rhs.shape
+def _solve_pixels(
+    normal, rhs, sumsq, count, rcond, lo, hi, params, ninv, s2, rms
+):  # pragma: no cover
+    """Kernel of `solve_state` on the pixels lo..hi-1 (numba; arrays pixel-last)."""
+    p = rhs.shape[0]
     low, inv = np.zeros((p, p)), np.zeros((p, p))
-    for px in range(npx):
+    for px in range(lo, hi):
         ok = count[px] > p
         for i in range(p):  # Cholesky: normal = low lowᵀ
             for j in range(i + 1):
@@ -463,20 +450,6 @@ def prediction_departure(
     with np.errstate(invalid="ignore"):
         sigma = np.sqrt(sol.s2 * (1.0 + leverage))
     return displacement - predicted, sigma
-
-
-def state_variables(state: ModelState) -> dict[str, tuple[tuple[str, ...], np.ndarray, dict]]:
-    """The state as result variables (name -> (dims, data, attrs))."""
-    return {
-        "nrt_normal": (
-            ("nrt_param", "nrt_param_2", "y", "x"),
-            state.normal,
-            {"long_name": "normal matrix of the model, fixed parametrisation (nrt.py)"},
-        ),
-        "nrt_rhs": (("nrt_param", "y", "x"), state.rhs, {"units": "m", "long_name": "G^T d"}),
-        "nrt_sumsq": (("y", "x"), state.sumsq, {"units": "m2", "long_name": "sum of d^2"}),
-        "nrt_count": (("y", "x"), state.count, {"units": "1", "long_name": "dates fitted"}),
-    }
 
 
 def as_dask(array: Any) -> da.Array:

@@ -30,6 +30,7 @@ whole instead, which bounds the cost of reading.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -113,16 +114,45 @@ def open_store(path: str | Path, cached: bool = False) -> xr.Dataset:
     product. With `cached` every variable but the cube is read whole when first used and
     then kept in memory (what an update wants: it reads a few of them several times and
     most never), and so are the layers' added dates and corrections; the cube stays lazy, a
-    dask array over the whole store's chunks.
+    dask array over the whole store's chunks. The stores below the top are then also kept
+    between calls (`_open_below`): the next update of a standing process reads only the
+    store it wrote last.
     """
-    chunks = None if cached else {}
-    chain = [xr.open_zarr(p, decode_coords="all", chunks=chunks) for p in _chain(path)]
-    if cached:
-        root = chain[-1]["displacement"]
-        chain[-1]["displacement"] = root.chunk(
-            dict(zip(root.dims, root.encoding["chunks"], strict=True))
-        )
+    paths = _chain(path)
+    if not cached:
+        chain = [xr.open_zarr(p, decode_coords="all", chunks={}) for p in paths]
+    else:
+        chain = [_open_cached(paths[0]), *(_open_below(str(p), _identity(p)) for p in paths[1:])]
     return _composed(path, chain, cached) if len(chain) > 1 else chain[0]
+
+
+def _open_cached(path: Path) -> xr.Dataset:
+    """One store of a chain for `open_store(cached=True)`; a whole store's cube lazy over
+    its own chunks."""
+    ds = xr.open_zarr(path, decode_coords="all", chunks=None)
+    if "displacement" in ds.data_vars:
+        cube = ds["displacement"]
+        ds["displacement"] = cube.chunk(dict(zip(cube.dims, cube.encoding["chunks"], strict=True)))
+    return ds
+
+
+@functools.lru_cache(maxsize=MAX_LAYERS + 1)
+def _open_below(path: str, identity: tuple[int, int, int]) -> xr.Dataset:
+    """`_open_cached` for a store below the top of a chain, kept for later calls.
+
+    A store is never changed once written, so what was read of it stays true; `identity`
+    (of its metadata file, `_identity`) tells a store written anew at the same path. Only
+    stores below the top are kept: what is read of them (the factors, the inherited
+    variables) every update reads again, while the top's own 2-D layers are shadowed by
+    the next update's.
+    """
+    return _open_cached(Path(path))
+
+
+def _identity(store: Path) -> tuple[int, int, int]:
+    """Inode, modification time [ns] and size of a store's metadata file."""
+    st = (store / "zarr.json").stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dataset:
@@ -131,7 +161,8 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
     spatial = root.data.chunks[1:]
 
     def blocks(piece: xr.DataArray, dims: tuple[str, str, str]) -> da.Array:
-        piece = piece.transpose(*dims)
+        if piece.dims != dims:  # (a copy: xarray's copies do not share what they cached)
+            piece = piece.transpose(*dims)
         if cached:  # small: read once, cut into the cube's blocks without hashing it
             return da.from_array(piece.values, chunks=(-1, *spatial), name=False)
         return piece.data.rechunk({0: -1})

@@ -19,7 +19,7 @@ from mtinsar.checkpoint import Checkpoint, fingerprint, work_folder
 from mtinsar.config import RunConfig
 from mtinsar.errors import InputError, MtinsarError, NothingSelected
 from mtinsar.execution import executor
-from mtinsar.io.products import read_listed, read_products
+from mtinsar.io.products import FORMATS, read_listed, read_products
 from mtinsar.sources import remote, stac
 
 log = logging.getLogger(__name__)
@@ -89,14 +89,19 @@ def read_source(
 
 
 def warm_up() -> None:
-    """Pay the one-off costs of a process's first update now (~0.6 s), as a standing
-    `mtinsar watch` does when it starts: the compiled kernels (numba and its disk cache) and
-    dask's first scheduler lookup (which imports distributed when installed)."""
+    """Pay the one-off costs of a process's first update now (~0.8 s), as a standing
+    `mtinsar watch` does when it starts: the compiled kernels (numba and its disk cache),
+    dask's first scheduler lookup (which imports distributed when installed) and the
+    product readers (format detection imports them on first use)."""
+    import importlib
+
     import dask
 
     sequential.warm_up()
     nrt_state.warm_up()
     dask.compute(dask.delayed(abs)(0))
+    for module, _, _ in FORMATS.values():
+        importlib.import_module(module)
 
 
 def update_folder(
