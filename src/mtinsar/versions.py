@@ -53,6 +53,10 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 BASE_ATTR, INHERITED_ATTR = "version_base", "version_inherited"
 #: Longest chain of layers read before a version is written whole again.
 MAX_LAYERS = 16
+#: A layer's added dates or correction up to this size [bytes] are read whole by
+#: `open_store(cached=True)` (and kept with the layer); larger ones block by block, so
+#: that an update's memory stays bounded by the chunks on large frames.
+_WHOLE_BYTES = 32 * 2**20
 
 
 def versions(folder: str | Path) -> list[int]:
@@ -113,8 +117,8 @@ def open_store(path: str | Path, cached: bool = False) -> xr.Dataset:
     added dates joined block by block, plus the sum of the layers' corrections as one
     product. With `cached` every variable but the cube is read whole when first used and
     then kept in memory (what an update wants: it reads a few of them several times and
-    most never), and so are the layers' added dates and corrections; the cube stays lazy, a
-    dask array over the whole store's chunks. The stores below the top are then also kept
+    most never), and so are the layers' added dates and corrections up to `_WHOLE_BYTES`
+    each; the cube stays lazy, a dask array over the whole store's chunks. The stores below the top are then also kept
     between calls (`_open_below`): the next update of a standing process reads only the
     store it wrote last.
     """
@@ -163,9 +167,9 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
     def blocks(piece: xr.DataArray, dims: tuple[str, str, str]) -> da.Array:
         if piece.dims != dims:  # (a copy: xarray's copies do not share what they cached)
             piece = piece.transpose(*dims)
-        if cached:  # small: read once, cut into the cube's blocks without hashing it
+        if cached and piece.nbytes <= _WHOLE_BYTES:  # read once, cut without hashing it
             return da.from_array(piece.values, chunks=(-1, *spatial), name=False)
-        return piece.data.rechunk({0: -1})
+        return piece.chunk(dict(zip(dims, (-1, *spatial), strict=True))).data
 
     pieces, gains, deltas = [root.data.rechunk({0: -1})], [], []
     n_dates = top.sizes["time"]
