@@ -123,8 +123,8 @@ def test_singular_pixels_are_nan():
 
 
 def test_history_pass_on_factors_equals_the_composed_cube():
-    """A layered history (stored dates + G @ Δ) gives the pass the same sums as its
-    composed cube, without composing it, also for pixels lacking dates."""
+    """A layered history (stored dates + G @ Δ, composed a block at a time) gives the pass
+    the same sums as its composed cube, also for pixels lacking dates."""
     dates, cube = _cube(seed=7)
     rng = np.random.default_rng(8)
     factor_gain = rng.normal(0, 0.3, (dates.size, 3)).astype(np.float32)

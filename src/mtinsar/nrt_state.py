@@ -130,10 +130,9 @@ def _series_sums(flat: np.ndarray, g: np.ndarray, gain: np.ndarray | None) -> di
     """
     n, p = g.shape
     npx = flat.shape[1]
-    w = g if gain is None else np.hstack([g, gain])
+    w = np.ascontiguousarray(g if gain is None else np.hstack([g, gain]), dtype=np.float64)
     projected, sumsq = np.empty((w.shape[1], npx)), np.empty(npx)
     count = np.empty(npx, dtype=np.int32)
-    w = np.ascontiguousarray(w, dtype=np.float64)
     jit.compiled(_sum_pixels)(np.ascontiguousarray(flat), w, projected, sumsq, count)
     gaps = np.flatnonzero(count < n)
     gap_valid = np.isfinite(flat[:, gaps])
@@ -177,6 +176,7 @@ def _sum_pixels(flat, w, projected, sumsq, count):  # pragma: no cover
 def _state(
     names: tuple[str, ...], origin: np.datetime64, sums: dict[str, Any], shape: tuple[int, ...]
 ) -> ModelState:
+    """The `ModelState` of `_series_sums` (or of arrays shaped like it) on a (y, x) grid."""
     p = len(names)
     return ModelState(
         names=names,

@@ -118,9 +118,9 @@ def open_store(path: str | Path, cached: bool = False) -> xr.Dataset:
     product. With `cached` every variable but the cube is read whole when first used and
     then kept in memory (what an update wants: it reads a few of them several times and
     most never), and so are the layers' added dates and corrections up to `_WHOLE_BYTES`
-    each; the cube stays lazy, a dask array over the whole store's chunks. The stores below the top are then also kept
-    between calls (`_open_below`): the next update of a standing process reads only the
-    store it wrote last.
+    each; the cube stays lazy, a dask array over the whole store's chunks. The stores
+    below the top are then also kept between calls (`_open_below`): the next update of a
+    standing process reads only the store it wrote last.
     """
     paths = _chain(path)
     if not cached:

@@ -117,9 +117,17 @@ def update_folder(
     empty pairs are ignored, so calling it twice with the same products adds nothing.
     With `full_when_due`, when the re-run policy (`cfg.nrt`, `nrt.rerun_due`) says so after
     the update (or already before, e.g. when an earlier re-run was killed), the whole
-    history is then re-inverted as one more version (`rerun_as_version`).
+    history is then re-inverted as one more version (`rerun_as_version`). Runs on the
+    configured scheduler (`cfg.execution`).
     """
     remote.configure(cfg.storage)
+    with executor(cfg.execution):
+        return _update_folder(results, products, cfg, progress, full_when_due)
+
+
+def _update_folder(
+    results: Path, products: Source, cfg: RunConfig, progress: bool, full_when_due: bool
+) -> list[str]:
     before = versions.current(results)
     result = versions.open_version(results, cached=True)
     last = result["time"].values[-1]
