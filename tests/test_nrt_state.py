@@ -120,24 +120,3 @@ def test_singular_pixels_are_nan():
     assert np.isnan(plain.s2[0, 2]) and np.isfinite(plain.s2[0, :2]).all()
     late = solve_state(build_state(dates, disp, ModelConfig(steps=["2022-01-01"])))
     assert np.isnan(late.params).all() and np.isnan(late.ninv).all()
-
-
-def test_history_pass_on_factors_equals_the_composed_cube():
-    """A layered history (stored dates + G @ Δ, composed a block at a time) gives the pass
-    the same sums as its composed cube, also for pixels lacking dates."""
-    dates, cube = _cube(seed=7)
-    rng = np.random.default_rng(8)
-    factor_gain = rng.normal(0, 0.3, (dates.size, 3)).astype(np.float32)
-    factor_delta = rng.normal(0, 0.002, (3, *cube.shape[1:])).astype(np.float32)
-    composed = cube + np.tensordot(factor_gain, factor_delta, axes=1)
-    gain, rows, model = rng.normal(size=(dates.size, 2)), np.array([0, 3, 24]), ModelConfig()
-    direct = history_pass(composed, dates, rows, model, gain)
-    layered = history_pass(
-        da.from_array(cube, chunks=(25, 6, 5)), dates, rows, model, gain,
-        layers=(factor_gain, da.from_array(factor_delta, chunks=(3, 6, 5))),
-    )  # fmt: skip
-    np.testing.assert_allclose(layered.rows, direct.rows, rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(layered.proj, direct.proj, rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(layered.gaps, direct.gaps)
-    np.testing.assert_allclose(layered.state.sumsq, direct.state.sumsq, rtol=1e-5)
-    assert direct.gaps.size > 10

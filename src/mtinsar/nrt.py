@@ -84,7 +84,6 @@ from mtinsar.inversion import coherence_weights
 from mtinsar.model import reference_index
 from mtinsar.network import Network
 from mtinsar.nrt_state import (
-    LAYER_FACTORS,
     ModelState,
     Solution,
     add_date,
@@ -169,11 +168,7 @@ def update(
     step = _step_plan(result, old_index, iref)
     wanted = np.unique([*old_index, 0, iref])
     gain = None if step is None else step.gain
-    history, layers = result["displacement"].data, None
-    if all(name in result.variables for name in LAYER_FACTORS):  # a layered version
-        stored, factor_gain, factor_delta = (result[name] for name in LAYER_FACTORS)
-        history, layers = stored.data, (factor_gain.values, factor_delta.data)
-    sums = history_pass(history, known, wanted, config.model, gain, layers)
+    sums = history_pass(result["displacement"].data, known, wanted, config.model, gain)
     state = sums.state
     timings["read"] = _lap(start)
     rows = dict(zip(wanted.tolist(), sums.rows, strict=True))
@@ -552,8 +547,7 @@ def _updated_result(
     t = years_since(dates, state.origin)
     v, v_std = mid_span_velocity(sol, state.names, float((t[0] + t[-1]) / 2))
     cube = _appended_cube(result["displacement"].data, est)
-    drop = [*LAYER_FACTORS, "nrt_network"]
-    out = result.drop_vars(drop, errors="ignore").drop_dims("time")
+    out = result.drop_vars("nrt_network", errors="ignore").drop_dims("time")
     out = out.assign_coords(time=dates.astype("datetime64[ns]"))
     grid = {"grid_mapping": "spatial_ref"} if "spatial_ref" in result.coords else {}
     bperp = np.append(result["bperp"].values, _new_bperp(result, kept)).astype(np.float32)

@@ -18,9 +18,9 @@ The history pass (`history_pass`). Of the stored displacement cube an update nee
 dates its new pairs touch (with date 0 and the reference date), the projection gainᵀd of
 every pixel's series on the exact step's gain (for the change of Σ d²; the gain depends on
 the pair network alone, so it is known before any pixel is read) and the model state. One
-pass over the cube's spatial blocks (one dask task a block) gives all of them, so an update
-holds a few blocks of the history at a time however long the history is; a layered
-version is read as its factors and composed a block at a time.
+pass over the cube's spatial blocks (one dask task a block; a layered version's blocks are
+composed as they are read, `versions.open_store`) gives all of them, so an update holds a
+few blocks of the history at a time however long the history is.
 """
 
 from __future__ import annotations
@@ -41,9 +41,6 @@ from mtinsar.model import ModelConfig, smooth_columns
 _RCOND = 1e-10
 #: Pixels per task of the compiled solve.
 _BLOCK_PX = 65536
-#: A layered version opened for an update (`versions.open_store(cached=True)`) also holds
-#: its displacement's factors: displacement = stored dates + gain (time, rank) @ delta.
-LAYER_FACTORS = ("displacement_stored", "layers_gain", "layers_delta")
 
 
 @dataclass
@@ -252,15 +249,10 @@ def history_pass(
     rows: np.ndarray,
     model: ModelConfig,
     gain: np.ndarray | None = None,
-    layers: tuple[np.ndarray, Any] | None = None,
 ) -> HistorySums:
     """One pass over a history cube (n, y, x) [m] (NumPy or dask): its values at the date
     indices `rows`, the `model`'s state built from it (`build_state`) and gainᵀd for
-    `gain` (n, m), one dask task per spatial block.
-
-    With `layers` = (G (n, R), Δ (R, y, x)) the history is cube + G @ Δ (a layered version,
-    `LAYER_FACTORS`), composed a block at a time.
-    """
+    `gain` (n, m), one dask task per spatial block."""
     arr = as_dask(cube)
     if arr.numblocks[0] > 1:  # one task sees a pixel's whole series
         arr = arr.rechunk({0: -1})
@@ -269,15 +261,10 @@ def history_pass(
     g, names = fixed_design(dates, dates[0], model)
     rows = np.asarray(rows, dtype=np.int64)
     blocks = arr.to_delayed()[0]
-    factor_gain, factor_blocks = None, np.full(blocks.shape, None)
-    if layers is not None:
-        factor_gain = np.asarray(layers[0], dtype=np.float32)
-        delta = as_dask(layers[1]).rechunk((-1, *arr.chunks[1:]))
-        factor_blocks = delta.to_delayed()[0]
     starts = [np.cumsum((0, *c))[:-1] for c in arr.chunks[1:]]
     parts = dask.compute(
         *(
-            dask.delayed(_block_sums)(blocks[i, j], rows, g, gain, factor_gain, factor_blocks[i, j])
+            dask.delayed(_block_sums)(blocks[i, j], rows, g, gain)
             for i in range(blocks.shape[0])
             for j in range(blocks.shape[1])
         )
@@ -314,20 +301,11 @@ def history_pass(
 
 
 def _block_sums(
-    block: np.ndarray,
-    rows: np.ndarray,
-    g: np.ndarray,
-    gain: np.ndarray | None,
-    factor_gain: np.ndarray | None = None,
-    factor_delta: np.ndarray | None = None,
+    block: np.ndarray, rows: np.ndarray, g: np.ndarray, gain: np.ndarray | None
 ) -> dict[str, Any]:
-    """`history_pass` on one block (n, by, bx) of the cube (and of Δ, (R, by, bx))."""
+    """`history_pass` on one block (n, by, bx) of the cube."""
     n, shape = block.shape[0], block.shape[1:]
     flat = block.reshape(n, -1)
-    if factor_gain is not None:  # the layers' correction is finite: it keeps the gaps
-        composed = factor_gain @ factor_delta.reshape(factor_gain.shape[1], -1)
-        composed += flat
-        flat = composed
     out = _series_sums(flat, g, gain)
     out["rows"] = flat[rows].reshape(-1, *shape)
     return out

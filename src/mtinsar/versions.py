@@ -45,7 +45,6 @@ import numpy as np
 import xarray as xr
 
 from mtinsar.errors import InputError
-from mtinsar.nrt_state import LAYER_FACTORS
 
 STORE = "timeseries.zarr"
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -187,21 +186,12 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
     letters = "abcdefghijklmnopqstuvw"[: len(pieces)]  # a block index per piece's dates
     for piece, letter in zip(pieces, letters, strict=True):
         args += [piece, f"{letter}yx"]
-    # one task a block: the stored dates joined into the block and its correction added
+    # one task a block: the block's correction, with the stored dates added into it
     composed = da.blockwise(
         _compose, "Tyx", *args, gain=gain, concatenate=True, dtype=np.float32,
         new_axes={"T": n_dates}, adjust_chunks=None,
     )  # fmt: skip
     new: dict[str, Any] = {"displacement": (("time", "y", "x"), composed, root.attrs)}
-    if cached:  # for an update: the factors, so that it need not compose the cube
-        stored, gain_name, delta_name = LAYER_FACTORS
-        joined = da.blockwise(
-            _joined, "Tyx", *args[2:], concatenate=True, dtype=np.float32,
-            new_axes={"T": n_dates}, adjust_chunks=None,
-        )  # fmt: skip
-        new[stored] = (("time", "y", "x"), joined)
-        new[gain_name] = (("time", "history_rank"), gain)
-        new[delta_name] = (("history_rank", "y", "x"), args[0])
     for name in json.loads(top.attrs[INHERITED_ATTR]):  # from the nearest layer holding it
         new[name] = next(ds[name].variable for ds in chain[1:] if name in ds.data_vars)
     out = top.drop_vars(["displacement_added", "history_gain", "history_delta"])
@@ -210,16 +200,14 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dat
     return out
 
 
-def _joined(*stored: np.ndarray) -> np.ndarray:
-    """A block (time, by, bx) of the stored dates, without the layers' correction."""
-    return np.concatenate(stored, axis=0)
-
-
 def _compose(delta: np.ndarray, *stored: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """A block (time, by, bx) of the composed cube: the stored dates + gain @ delta."""
-    out = np.concatenate(stored, axis=0)
-    flat = out.reshape(out.shape[0], -1)
-    flat += gain @ delta.reshape(delta.shape[0], -1)
+    """A block (time, by, bx) of the composed cube: the stored dates + gain @ delta (the
+    stored pieces added into the product: no joined copy of them)."""
+    out = (gain @ delta.reshape(delta.shape[0], -1)).reshape(gain.shape[0], *delta.shape[1:])
+    start = 0
+    for piece in stored:
+        out[start : start + piece.shape[0]] += piece
+        start += piece.shape[0]
     return out
 
 
