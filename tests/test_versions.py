@@ -162,6 +162,9 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
     assert "displacement" not in layer and layer.sizes["added_time"] == 1
     assert "mask" not in layer and "velocity" in layer  # unchanged layers are inherited
     assert layer.attrs[versions.BASE_ATTR] == "../../../timeseries.zarr"
+    root = xr.open_zarr(results / versions.STORE)["displacement"].encoding["chunks"]
+    assert layer["history_delta"].encoding["chunks"][1:] == root[1:]  # the cube's blocks
+    assert layer["velocity"].encoding["chunks"] == layer["velocity"].shape  # maps whole
     v1 = versions.open_version(results, 1).load()
     moved = np.nanmax(np.abs(v1["displacement"].values[:-1] - base["displacement"].values))
     assert moved > 1e-5  # the exact step corrected the history ...

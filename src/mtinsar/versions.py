@@ -274,7 +274,8 @@ def layer_dataset(
     layer["displacement_added"] = (("added_time", "y", "x"), added.astype(np.float32))
     layer["history_gain"] = (("time", "history_rank"), gain.astype(np.float64))
     layer["history_delta"] = (("history_rank", "y", "x"), delta.astype(np.float32))
-    # blocks on the whole store's spatial chunks, so composing them stays one task a block
+    # the cube's pieces in the whole store's spatial chunks, so composing them stays one
+    # task a block
     blocks = base["displacement"].chunks  # an opened version's: the whole store's blocks
     if blocks:
         root = tuple(c[0] for c in blocks)
@@ -283,7 +284,11 @@ def layer_dataset(
     for var in layer.variables.values():
         var.encoding = {}
         if var.ndim and var.dims[-2:] == ("y", "x"):
-            var.encoding["chunks"] = (*var.shape[:-2], *root[-2:])
+            rows = root[-2]
+            if var.ndim == 2:  # a map: read whole, so in as few chunks as _WHOLE_BYTES allows
+                whole = _WHOLE_BYTES // (var.dtype.itemsize * root[-1]) // rows * rows
+                rows = min(max(rows, whole), var.shape[0])
+            var.encoding["chunks"] = (*var.shape[:-2], rows, root[-1])
     base_rel = os.path.relpath(base_store, store)
     layer.attrs.update({BASE_ATTR: base_rel, INHERITED_ATTR: json.dumps(inherited)})
     return layer
