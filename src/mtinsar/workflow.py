@@ -128,6 +128,7 @@ def update_folder(
 def _update_folder(
     results: Path, products: Source, cfg: RunConfig, progress: bool, full_when_due: bool
 ) -> list[str]:
+    start = time.perf_counter()
     before = versions.current(results)
     result = versions.open_version(results, cached=True)
     last = result["time"].values[-1]
@@ -175,8 +176,9 @@ def _update_folder(
     due, reason = nrt.rerun_due(result, cfg.nrt)
     hint = "" if full_when_due else ": mtinsar update --full-when-due"
     lines.append(
-        f"{stamp} {len(new_dates)} date(s) added: version {before} -> {number} in "
-        f"{results}/versions/" + (f"; a full re-run is due ({reason}){hint}" if due else "")
+        f"{stamp} {len(new_dates)} date(s) added in {time.perf_counter() - start:.1f} s: "
+        f"version {before} -> {number} in {results}/versions/"
+        + (f"; a full re-run is due ({reason}){hint}" if due else "")
     )
     if due and full_when_due:
         lines.append(_rerun_line(results, products, cfg, progress, reason))
