@@ -203,6 +203,51 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
         versions.open_version(results)
 
 
+def test_a_deep_chain_is_compacted_after_its_update(frames, tmp_path, monkeypatch):
+    """The update that makes a chain MAX_LAYERS - 1 deep then writes its version whole
+    beside the layer: the version reads the same, the next update is a layer on it; an
+    interrupted compaction leaves nothing behind."""
+    from mtinsar import workflow
+    from mtinsar.config import RunConfig
+
+    full, _, scene = frames
+    days = [str(d).replace("-", "") for d in scene.dates[-3:]]
+    frames_by_update = [_frame_without(full, tmp_path / f"f{k}", set(days[k:])) for k in (0, 1, 2)]
+    frames_by_update.append(full)
+    cfg = RunConfig()
+    plain, compacted = tmp_path / "plain", tmp_path / "compacted"
+    for results in (plain, compacted):
+        workflow.run_to_folder(frames_by_update[0], results, cfg)
+    lines = []
+    for frame in frames_by_update[1:]:
+        workflow.update_folder(plain, frame, cfg)
+        monkeypatch.setattr(versions, "MAX_LAYERS", 3)
+        lines += workflow.update_folder(compacted, frame, cfg)
+        monkeypatch.undo()
+    assert versions.layers_below(versions.store_path(plain, 3)) == 3
+    assert (compacted / "versions" / "v2" / versions.COMPACT).is_dir()
+    assert [line for line in lines if "version v2 compacted" in line] != []
+    assert sum(" compacted (" in line for line in lines) == 1
+    assert versions.layers_below(versions.store_path(compacted, 2)) == 0
+    assert versions.layers_below(versions.store_path(compacted, 3)) == 1  # on the compact
+    for number in (1, 2, 3):  # the same up to float32 rounding (v3: summed in another order)
+        a = versions.open_version(plain, number).load()
+        b = versions.open_version(compacted, number).load()
+        for name in ("displacement", "velocity", "velocity_std"):
+            np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-4, atol=1e-7)
+
+    layer = versions.store_path(plain, 2)
+
+    def interrupted(tmp):
+        tmp.mkdir()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        versions.write_compact(layer, interrupted)
+    assert [p.name for p in layer.parent.iterdir() if "compact" in p.name] == []
+    assert versions.layers_below(layer) == 2
+
+
 def test_a_store_written_anew_at_the_same_path_is_read_anew(tmp_path):
     """Stores below the top of a chain are kept between opens (`versions._open_below`);
     a store replaced at the same path (a new run into the same folder) is not taken for

@@ -17,15 +17,21 @@ update are removed by the next one.
 Layered versions. An update changes little of a result: the new date's displacement, a
 rank-m correction of the history (the exact sequential step moves every date by
 gain @ δx_W, `mtinsar.sequential`), and a few 2-D layers (velocity, its std, the
-model state). Rewriting the whole cube for that cost most of an update, so an update's store
+residual). Rewriting the whole cube for that cost most of an update, so an update's store
 is a layer on the store it updates (`layer_dataset`): it holds the new dates
 (`displacement_added`), the correction's factors (`history_gain` (time, rank) and
 `history_delta` (rank, y, x) [m]) and the variables that changed; its attrs name the base
 store (relative path) and the variables inherited unchanged from it. `open_store` composes
 a chain of layers, displacement = concat(base, added...) + Σ history_gain @ history_delta,
 so every reader sees a plain result. A layer is never changed once written and its base never
-moves, so earlier versions stay readable; a layer on a chain of `MAX_LAYERS` is written
-whole instead, which bounds the cost of reading.
+moves, so earlier versions stay readable.
+
+Compaction bounds the chains: once a version's chain is `MAX_LAYERS` - 1 layers deep, the
+update that wrote it (after the version is current and its alerts are sent) also writes
+the composed version whole beside its layer (`COMPACT`, `write_compact`), and reads of that
+version and the layers on it stop there. Should that not have happened (the process was
+killed), the update whose layer would make the chain `MAX_LAYERS` deep writes its version
+whole instead.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ import xarray as xr
 from mtinsar.errors import InputError
 
 STORE = "timeseries.zarr"
+#: A layered version's chain written whole, beside its layer (`write_compact`).
+COMPACT = "compact.zarr"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 #: Attrs of a layered store: its base (path relative to the store) and what it inherits.
 BASE_ATTR, INHERITED_ATTR = "version_base", "version_inherited"
@@ -212,9 +220,13 @@ def _compose(delta: np.ndarray, *stored: np.ndarray, gain: np.ndarray) -> np.nda
 
 
 def _chain(path: str | Path) -> list[Path]:
-    """The store at `path` and the stores below it, down to one written whole."""
+    """The store at `path` and the stores below it, down to one written whole (a version's
+    `COMPACT` store, when it has one, stands for its layer and all below)."""
     chain = [Path(path)]
     while True:
+        if (chain[-1].parent / COMPACT).is_dir() and chain[-1].name == STORE:
+            chain[-1] = chain[-1].parent / COMPACT
+            return chain
         attrs = json.loads((chain[-1] / "zarr.json").read_text()).get("attributes", {})
         if BASE_ATTR not in attrs:
             return chain
@@ -292,6 +304,26 @@ def layer_dataset(
     base_rel = os.path.relpath(base_store, store)
     layer.attrs.update({BASE_ATTR: base_rel, INHERITED_ATTR: json.dumps(inherited)})
     return layer
+
+
+def write_compact(layer: Path, fill: Callable[[Path], None]) -> Path:
+    """Give the version whose layered store is `layer` its `COMPACT` store: `fill(tmp)`
+    writes the composed version as a whole store at `tmp`, renamed into place when done.
+
+    The version reads the same either way (`_chain` prefers the compact store), so this
+    may run after the version is current; an interrupted one leaves only a temporary
+    store, removed by the next.
+    """
+    for stale in layer.parent.glob(f".{COMPACT}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = layer.parent / f".{COMPACT}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        fill(tmp)
+        os.replace(tmp, layer.parent / COMPACT)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return layer.parent / COMPACT
 
 
 def write_version(folder: str | Path, fill: Callable[[Path], None]) -> int:

@@ -180,9 +180,26 @@ def _update_folder(
         f"version {before} -> {number} in {results}/versions/"
         + (f"; a full re-run is due ({reason}){hint}" if due else "")
     )
+    store = versions.store_path(results, number)
+    depth = versions.layers_below(store)
+    if depth and depth + 1 >= versions.MAX_LAYERS:  # off the update's path: it is done
+        lines.append(_compact_line(store))
     if due and full_when_due:
         lines.append(_rerun_line(results, products, cfg, progress, reason))
     return lines
+
+
+def _compact_line(layer: Path) -> str:
+    """Write the version whose store is `layer` whole beside it (`versions.write_compact`);
+    a line saying so."""
+    start = time.perf_counter()
+    composed = versions.open_store(layer)
+    versions.write_compact(layer, lambda tmp: output.write_store(composed, tmp.parent, tmp.name))
+    return (
+        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} version {layer.parent.name} compacted "
+        f"({versions.MAX_LAYERS - 1} layers deep) in {time.perf_counter() - start:.1f} s: "
+        "the next update is a layer on it"
+    )
 
 
 def _history_correction(
