@@ -89,17 +89,13 @@ def read_source(
 
 
 def warm_up() -> None:
-    """Pay the one-off costs of a process's first update now (~0.8 s), as a standing
-    `mtinsar watch` does when it starts: the compiled kernels (numba and its disk cache),
-    dask's first scheduler lookup (which imports distributed when installed) and the
-    product readers (format detection imports them on first use)."""
+    """Pay the one-off costs of a process's first update now (~0.5 s), as a standing
+    `mtinsar watch` does when it starts: the compiled kernels (numba and its disk cache)
+    and the product readers (format detection imports them on first use)."""
     import importlib
-
-    import dask
 
     sequential.warm_up()
     nrt_state.warm_up()
-    dask.compute(dask.delayed(abs)(0))
     for module, _, _ in FORMATS.values():
         importlib.import_module(module)
 
