@@ -68,8 +68,9 @@ def test_history_pass_by_blocks_equals_the_whole_cube():
             sums.gap_valid, np.isfinite(cube.reshape(dates.size, -1))[:, lacking]
         )
     direct = build_state(dates, cube, model)
-    for name in ("normal", "rhs", "sumsq", "count"):
+    for name in ("normal", "gaps", "gap_normal", "rhs", "sumsq", "count"):
         np.testing.assert_allclose(getattr(blocked.state, name), getattr(direct, name), rtol=1e-12)
+    assert direct.gaps.size and np.array_equal(direct.gaps, np.flatnonzero(lacking))
     assert history_pass(cube, dates, rows, model).proj is None
 
 
@@ -120,3 +121,4 @@ def test_singular_pixels_are_nan():
     assert np.isnan(plain.s2[0, 2]) and np.isfinite(plain.s2[0, :2]).all()
     late = solve_state(build_state(dates, disp, ModelConfig(steps=["2022-01-01"])))
     assert np.isnan(late.params).all() and np.isnan(late.ninv).all()
+    assert np.isnan(late.gap_ninv).all() and late.gaps.tolist() == [2]

@@ -6,7 +6,8 @@ per-pixel normal equations in a fixed parametrisation (time from the first date,
 rows never change): N = Σ g gᵀ, b = Σ g d, s = Σ d², n (Björck 1996, Numerical Methods for
 Least Squares Problems, §3.3, updating the normal equations). A new date adds one row,
 O(p²) per pixel; a corrected history adds Gᵀδd and the change of Σ d², O(n p); the solve
-is O(p³) with p ≤ ~8 (a compiled Cholesky per pixel, `solve_state`). Each update builds
+is O(p³) with p ≤ ~8 (`solve_state`: one factorisation for the pixels with every date,
+which share N, and a compiled Cholesky for each of the others). Each update builds
 the state from the stored cube in the pass it makes over it anyway (below): the sums
 b = Gᵀd and Σd² ride on the product that gives gainᵀd, and N needs only each pixel's valid
 dates, so storing the state would cost more to write and read than to rebuild. Velocity
@@ -47,13 +48,18 @@ _BLOCK_PX = 65536
 class ModelState:
     """Per-pixel normal equations of the time-series model in the fixed parametrisation.
 
-    names (p,); origin: the first date (t = 0); normal (p, p, y, x); rhs (p, y, x) [m];
-    sumsq (y, x) [m²]; count (y, x) dates fitted.
+    names (p,); origin: the first date (t = 0); normal (p, p): N of the pixels with every
+    date (they share it); gaps (K,): flat indices of the pixels lacking some date, sorted,
+    and gap_normal (p, p, K) their N; rhs (p, y, x) [m]; sumsq (y, x) [m²]; count (y, x)
+    dates fitted. N is kept per pixel only where it differs: O(p²) memory for a frame
+    without gaps, not O(p² pixels).
     """
 
     names: tuple[str, ...]
     origin: np.datetime64
     normal: np.ndarray
+    gaps: np.ndarray
+    gap_normal: np.ndarray
     rhs: np.ndarray
     sumsq: np.ndarray
     count: np.ndarray
@@ -61,11 +67,15 @@ class ModelState:
 
 @dataclass
 class Solution:
-    """Model solution of a `ModelState`: parameters (p, y, x), their inverse normal matrix
-    (p, p, y, x), and residual variance s² on n - p degrees of freedom (y, x) [m²]."""
+    """Model solution of a `ModelState`: parameters (p, y, x), the inverse normal matrix
+    N⁻¹ (p, p) of the pixels with every date and gap_ninv (p, p, K) of the state's `gaps`
+    (NaN where singular), and the residual variance s² on n - p degrees of freedom and
+    residual RMS (y, x) [m², m]."""
 
     params: np.ndarray
     ninv: np.ndarray
+    gaps: np.ndarray
+    gap_ninv: np.ndarray
     s2: np.ndarray
     rms: np.ndarray
 
@@ -118,12 +128,12 @@ def build_state(dates: np.ndarray, displacement: np.ndarray, config: ModelConfig
 
 def _series_sums(flat: np.ndarray, g: np.ndarray, gain: np.ndarray | None) -> dict[str, Any]:
     """Per-pixel sums of series flat (n, npx) [m] (NaN = no date) for design rows g (n, p)
-    and a gain (n, m): normal (p, p, npx), rhs = gᵀd (p, npx), sumsq, count, proj = gainᵀd
-    (m, npx; None without a gain), and the pixels lacking some date (gaps, gap_valid).
+    and a gain (n, m): normal gᵀg (p, p), rhs = gᵀd (p, npx), sumsq, count, proj = gainᵀd
+    (m, npx; None without a gain), and the pixels lacking some date (gaps, gap_valid,
+    gap_normal (p, p, K)).
 
-    Missing dates count as 0. Pixels with every date share the normal matrix gᵀg. The
-    other sums come from one compiled pass over the series (`_sum_pixels`, float64
-    accumulators, no temporaries of the series' size).
+    Missing dates count as 0. The sums come from one compiled pass over the series
+    (`_sum_pixels`, float64 accumulators, no temporaries of the series' size).
     """
     n, p = g.shape
     npx = flat.shape[1]
@@ -134,12 +144,9 @@ def _series_sums(flat: np.ndarray, g: np.ndarray, gain: np.ndarray | None) -> di
     gaps = np.flatnonzero(count < n)
     gap_valid = np.isfinite(flat[:, gaps])
     outer = (g[:, :, None] * g[:, None, :]).reshape(n, p * p)
-    normal = np.empty((p * p, npx))
-    normal[:] = outer.sum(axis=0)[:, None]
-    if gaps.size:
-        normal[:, gaps] = outer.T @ gap_valid.astype(np.float64)
     return {
-        "normal": normal.reshape(p, p, npx),
+        "normal": g.T @ g,
+        "gap_normal": (outer.T @ gap_valid.astype(np.float64)).reshape(p, p, gaps.size),
         "rhs": projected[:p],
         "proj": None if gain is None else projected[p:],
         "sumsq": sumsq,
@@ -173,12 +180,14 @@ def _sum_pixels(flat, w, projected, sumsq, count):  # pragma: no cover
 def _state(
     names: tuple[str, ...], origin: np.datetime64, sums: dict[str, Any], shape: tuple[int, ...]
 ) -> ModelState:
-    """The `ModelState` of `_series_sums` (or of arrays shaped like it) on a (y, x) grid."""
+    """The `ModelState` of `_series_sums` (or of sums stitched from blocks) on a grid."""
     p = len(names)
     return ModelState(
         names=names,
         origin=origin,
-        normal=sums["normal"].reshape(p, p, *shape),
+        normal=sums["normal"],
+        gaps=sums["gaps"],
+        gap_normal=sums["gap_normal"],
         rhs=sums["rhs"].reshape(p, *shape),
         sumsq=sums["sumsq"].reshape(shape),
         count=sums["count"].reshape(shape),
@@ -186,14 +195,28 @@ def _state(
 
 
 def add_date(state: ModelState, row: np.ndarray, displacement: np.ndarray) -> ModelState:
-    """The state with one more date: its design `row` (p,) and `displacement` (y, x) [m]."""
+    """The state with one more date: its design `row` (p,) and `displacement` (y, x) [m].
+
+    Pixels that had every date but lack this one join the gaps with the old N."""
     ok = np.isfinite(displacement)
     d = np.where(ok, displacement, 0.0)
-    okf = ok.astype(np.float64)
+    outer = np.outer(row, row)
+    lost = np.setdiff1d(np.flatnonzero(~ok), state.gaps, assume_unique=True)
+    gaps = np.concatenate([state.gaps, lost])
+    gap_normal = np.concatenate(
+        [
+            state.gap_normal + outer[:, :, None] * ok.reshape(-1)[state.gaps],
+            np.repeat(state.normal[:, :, None], lost.size, axis=2),
+        ],
+        axis=2,
+    )
+    order = np.argsort(gaps, kind="stable")
     return ModelState(
         names=state.names,
         origin=state.origin,
-        normal=state.normal + np.multiply.outer(np.outer(row, row), okf),
+        normal=state.normal + outer,
+        gaps=gaps[order],
+        gap_normal=gap_normal[:, :, order],
         rhs=state.rhs + np.multiply.outer(row, d),
         sumsq=state.sumsq + d**2,
         count=state.count + ok,
@@ -237,6 +260,8 @@ def correct_history(
         names=state.names,
         origin=state.origin,
         normal=state.normal,
+        gaps=state.gaps,
+        gap_normal=state.gap_normal,
         rhs=rhs.reshape(p, *shape),
         sumsq=sumsq.reshape(shape),
         count=state.count,
@@ -273,12 +298,11 @@ def history_pass(
     out = {
         "rows": np.empty((rows.size, ny, nx), dtype=arr.dtype),
         "proj": None if gain is None else np.empty((gain.shape[1], ny, nx)),
-        "normal": np.empty((p, p, ny, nx)),
         "rhs": np.empty((p, ny, nx)),
         "sumsq": np.empty((ny, nx)),
         "count": np.empty((ny, nx), dtype=np.int32),
     }
-    gaps, gap_valid = [], []
+    gaps, gap_valid, gap_normal = [], [], []
     for (i, j), part in zip(np.ndindex(blocks.shape), parts, strict=True):
         y0, x0 = starts[0][i], starts[1][j]
         by, bx = part["rows"].shape[1:]
@@ -290,11 +314,15 @@ def history_pass(
         local = part["gaps"]
         gaps.append((y0 + local // bx) * nx + x0 + local % bx)
         gap_valid.append(part["gap_valid"])
+        gap_normal.append(part["gap_normal"])
     order = np.argsort(np.concatenate(gaps), kind="stable")
+    out["gaps"] = np.concatenate(gaps)[order]
+    out["gap_normal"] = np.concatenate(gap_normal, axis=2)[:, :, order]
+    out["normal"] = g.T @ g
     return HistorySums(
         rows=out["rows"],
         proj=out["proj"],
-        gaps=np.concatenate(gaps)[order],
+        gaps=out["gaps"],
         gap_valid=np.concatenate(gap_valid, axis=1)[:, order],
         state=_state(names, dates[0], out, (ny, nx)),
     )
@@ -314,33 +342,51 @@ def _block_sums(
 def solve_state(state: ModelState, threads: int | None = None) -> Solution:
     """Per-pixel least-squares solution of the state's normal equations.
 
-    A compiled loop over pixels: Cholesky factor and inverse of each normal matrix, NaN
-    where a pivot falls below `_RCOND` times its diagonal entry (singular: e.g. a step
-    with no date after it, or fewer dates than parameters) or no degree of freedom is left.
+    The pixels with every date share one factorisation; the others (`state.gaps`) are
+    solved by a compiled loop (Cholesky factor and inverse of each normal matrix). NaN where
+    a pivot falls below `_RCOND` times its diagonal entry (singular: e.g. a step with no
+    date after it, or fewer dates than parameters) or no degree of freedom is left.
     `threads` as `jit.over_blocks`.
     """
     p = len(state.names)
     shape = state.rhs.shape[1:]
-    npx = int(np.prod(shape))
-    params, ninv = np.empty((p, npx)), np.empty((p, p, npx))
-    s2, rms = np.empty(npx), np.empty(npx)
-    normal = np.ascontiguousarray(state.normal.reshape(p, p, npx), dtype=np.float64)
-    rhs = np.ascontiguousarray(state.rhs.reshape(p, npx), dtype=np.float64)
-    sumsq = np.ascontiguousarray(state.sumsq.reshape(npx), dtype=np.float64)
-    count = np.ascontiguousarray(state.count.reshape(npx), dtype=np.int64)
-    kernel = jit.compiled(_solve_pixels)
-
-    def task(b: slice) -> None:  # whole arrays and a pixel range: one compiled signature
-        kernel(normal, rhs, sumsq, count, _RCOND, b.start, min(b.stop, npx),
-               params, ninv, s2, rms)  # fmt: skip
-
-    jit.over_blocks(task, npx, _BLOCK_PX, threads)
+    rhs = state.rhs.reshape(p, -1)
+    count = state.count.reshape(-1).astype(np.int64)
+    gaps = state.gaps
+    ninv = _solved(state.normal[:, :, None], np.zeros((p, 1)), threads)[1][:, :, 0]
+    params = ninv @ rhs  # NaN everywhere when the shared N is singular
+    params[:, gaps], gap_ninv = _solved(state.gap_normal, rhs[:, gaps], threads)
+    params[:, count <= p] = np.nan
+    with np.errstate(invalid="ignore"):
+        rss = np.maximum(state.sumsq.reshape(-1) - np.einsum("ij,ij->j", params, rhs), 0.0)
+        s2 = np.where(count > p, rss / np.maximum(count - p, 1), np.nan)
+        rms = np.where(count > p, np.sqrt(rss / np.maximum(count, 1)), np.nan)
     return Solution(
         params=params.reshape(p, *shape),
-        ninv=ninv.reshape(p, p, *shape),
+        ninv=ninv,
+        gaps=gaps,
+        gap_ninv=gap_ninv,
         s2=s2.reshape(shape),
         rms=rms.reshape(shape),
     )
+
+
+def _solved(
+    normal: np.ndarray, rhs: np.ndarray, threads: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x = N⁻¹ rhs (p, K), N⁻¹ (p, p, K)) of K normal matrices N (p, p, K) and right-hand
+    sides (p, K); NaN where singular (`_solve_pixels`)."""
+    p, k = rhs.shape
+    params, ninv = np.empty((p, k)), np.empty((p, p, k))
+    normal = np.ascontiguousarray(normal, dtype=np.float64)
+    rhs = np.ascontiguousarray(rhs, dtype=np.float64)
+    kernel = jit.compiled(_solve_pixels)
+
+    def task(b: slice) -> None:  # whole arrays and a pixel range: one compiled signature
+        kernel(normal, rhs, _RCOND, b.start, min(b.stop, k), params, ninv)
+
+    jit.over_blocks(task, k, _BLOCK_PX, threads)
+    return params, ninv
 
 
 def warm_up() -> None:
@@ -350,14 +396,12 @@ def warm_up() -> None:
     solve_state(state, threads=1)
 
 
-def _solve_pixels(
-    normal, rhs, sumsq, count, rcond, lo, hi, params, ninv, s2, rms
-):  # pragma: no cover
-    """Kernel of `solve_state` on the pixels lo..hi-1 (numba; arrays pixel-last)."""
+def _solve_pixels(normal, rhs, rcond, lo, hi, params, ninv):  # pragma: no cover
+    """Kernel of `_solved` on the matrices lo..hi-1 (numba; arrays pixel-last)."""
     p = rhs.shape[0]
     low, inv = np.zeros((p, p)), np.zeros((p, p))
     for px in range(lo, hi):
-        ok = count[px] > p
+        ok = True
         for i in range(p):  # Cholesky: normal = low lowᵀ
             for j in range(i + 1):
                 v = normal[i, j, px]
@@ -375,7 +419,6 @@ def _solve_pixels(
                 params[i, px] = np.nan
                 for j in range(p):
                     ninv[i, j, px] = np.nan
-            s2[px], rms[px] = np.nan, np.nan
             continue
         for j in range(p):  # inv = low⁻¹, column by column (forward substitution)
             for i in range(p):
@@ -383,7 +426,6 @@ def _solve_pixels(
                 for k in range(i):
                     v -= low[i, k] * inv[k, j]
                 inv[i, j] = v / low[i, i] if i >= j else 0.0
-        fit = 0.0
         for i in range(p):  # normal⁻¹ = invᵀ inv; x = normal⁻¹ rhs
             x = 0.0
             for j in range(p):
@@ -393,10 +435,6 @@ def _solve_pixels(
                 ninv[i, j, px] = v
                 x += v * rhs[j, px]
             params[i, px] = x
-            fit += x * rhs[i, px]
-        rss = max(sumsq[px] - fit, 0.0)
-        s2[px] = rss / (count[px] - p)
-        rms[px] = np.sqrt(rss / count[px])
 
 
 def mid_span_velocity(
@@ -412,8 +450,8 @@ def mid_span_velocity(
     if "acceleration" in names:
         c[names.index("acceleration")] = t_mid
     v = np.einsum("i,i...->...", c, sol.params)
-    var = np.einsum("i,j,ij...->...", c, c, sol.ninv) * sol.s2
-    return v, np.sqrt(var)
+    with np.errstate(invalid="ignore"):
+        return v, np.sqrt(quadratic(sol, c) * sol.s2)
 
 
 def prediction_departure(
@@ -424,10 +462,16 @@ def prediction_departure(
     σ_pred = s·sqrt(1 + gᵀN⁻¹g): residual noise plus the extrapolated model's uncertainty.
     """
     predicted = np.einsum("i,i...->...", row, sol.params)
-    leverage = np.einsum("i,j,ij...->...", row, row, sol.ninv)
     with np.errstate(invalid="ignore"):
-        sigma = np.sqrt(sol.s2 * (1.0 + leverage))
+        sigma = np.sqrt(sol.s2 * (1.0 + quadratic(sol, row)))
     return displacement - predicted, sigma
+
+
+def quadratic(sol: Solution, c: np.ndarray) -> np.ndarray:
+    """cᵀN⁻¹c of every pixel (y, x) for a vector c (p,) of the model's parameters."""
+    out = np.full(sol.s2.shape, c @ sol.ninv @ c)
+    out.reshape(-1)[sol.gaps] = np.einsum("i,j,ijk->k", c, c, sol.gap_ninv)
+    return out
 
 
 def as_dask(array: Any) -> da.Array:
