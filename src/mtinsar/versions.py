@@ -49,6 +49,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 
 from mtinsar.errors import InputError
 
@@ -134,7 +135,7 @@ def open_store(path: str | Path, cached: bool = False) -> xr.Dataset:
         chain = [xr.open_zarr(p, decode_coords="all", chunks={}) for p in paths]
     else:
         chain = [_open_cached(paths[0]), *(_open_below(str(p), _identity(p)) for p in paths[1:])]
-    return _composed(path, chain, cached) if len(chain) > 1 else chain[0]
+    return _composed(path, chain, paths if cached else None) if len(chain) > 1 else chain[0]
 
 
 def _open_cached(path: Path) -> xr.Dataset:
@@ -153,11 +154,20 @@ def _open_below(path: str, identity: tuple[int, int, int]) -> xr.Dataset:
 
     A store is never changed once written, so what was read of it stays true; `identity`
     (of its metadata file, `_identity`) tells a store written anew at the same path. Only
-    stores below the top are kept: what is read of them (the factors, the inherited
-    variables) every update reads again, while the top's own 2-D layers are shadowed by
-    the next update's.
+    stores below the top are kept: what is read of them (the inherited variables) every
+    update reads again, while the top's own 2-D layers are shadowed by the next update's.
     """
     return _open_cached(Path(path))
+
+
+@functools.lru_cache(maxsize=2 * (MAX_LAYERS + 1))
+def _whole(store: str, identity: tuple[int, int, int], name: str) -> np.ndarray:
+    """The array `name` of a layer's store (a new date's or a correction's piece), read
+    whole and kept for later calls like `_open_below` (also the top's: it is a layer below
+    the next update's)."""
+    values = zarr.open_array(Path(store) / name, mode="r")[...]
+    values.flags.writeable = False  # shared by every later read
+    return values
 
 
 def _identity(store: Path) -> tuple[int, int, int]:
@@ -166,28 +176,30 @@ def _identity(store: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _composed(path: str | Path, chain: list[xr.Dataset], cached: bool) -> xr.Dataset:
-    """The top of `chain` (top first, down to a whole store) with the chain composed."""
+def _composed(path: str | Path, chain: list[xr.Dataset], cached: list[Path] | None) -> xr.Dataset:
+    """The top of `chain` (top first, down to a whole store) with the chain composed; with
+    `cached` (the chain's stores) the layers' pieces are read whole (`_whole`)."""
     top, root = chain[0], chain[-1]["displacement"]
     spatial = root.data.chunks[1:]
 
-    def blocks(piece: xr.DataArray, dims: tuple[str, str, str]) -> da.Array:
-        if piece.dims != dims:  # (a copy: xarray's copies do not share what they cached)
-            piece = piece.transpose(*dims)
-        if cached and piece.nbytes <= _WHOLE_BYTES:  # read once, cut without hashing it
-            return da.from_array(piece.values, chunks=(-1, *spatial), name=False)
-        return piece.chunk(dict(zip(dims, (-1, *spatial), strict=True))).data
+    def blocks(layer: xr.Dataset, store: Path | None, name: str, dims: tuple[str, ...]) -> Any:
+        piece = layer[name]
+        if store is not None and piece.nbytes <= _WHOLE_BYTES and piece.dims == dims:
+            values = _whole(str(store), _identity(store), name)  # read once
+            return da.from_array(values, chunks=(-1, *spatial), name=False)  # not hashed
+        return piece.transpose(*dims).chunk(dict(zip(dims, (-1, *spatial), strict=True))).data
 
     pieces, gains, deltas = [root.data.rechunk({0: -1})], [], []
     n_dates = top.sizes["time"]
-    for base, layer in zip(chain[:0:-1], chain[-2::-1], strict=True):  # bottom-up
+    stores = cached[-2::-1] if cached else [None] * (len(chain) - 1)
+    for base, layer, store in zip(chain[:0:-1], chain[-2::-1], stores, strict=True):  # bottom-up
         n_old = base.sizes["time"]
         if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
             raise InputError(f"{path}: a layer's dates do not continue those below; re-run")
-        pieces.append(blocks(layer["displacement_added"], ("added_time", "y", "x")))
+        pieces.append(blocks(layer, store, "displacement_added", ("added_time", "y", "x")))
         gain = layer["history_gain"].values
         gains.append(np.pad(gain, ((0, n_dates - gain.shape[0]), (0, 0))))
-        deltas.append(blocks(layer["history_delta"], ("history_rank", "y", "x")))
+        deltas.append(blocks(layer, store, "history_delta", ("history_rank", "y", "x")))
     # float32 as the cube: half the memory traffic of float64
     gain = np.concatenate(gains, axis=1).astype(np.float32)
     args = [da.concatenate(deltas).rechunk({0: -1}), "ryx"]
