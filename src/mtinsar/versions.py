@@ -176,9 +176,9 @@ def _identity(store: Path) -> tuple[int, int, int]:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _composed(path: str | Path, chain: list[xr.Dataset], cached: list[Path] | None) -> xr.Dataset:
-    """The top of `chain` (top first, down to a whole store) with the chain composed; with
-    `cached` (the chain's stores) the layers' pieces are read whole (`_whole`)."""
+def _composed(path: str | Path, chain: list[xr.Dataset], stores: list[Path] | None) -> xr.Dataset:
+    """The top of `chain` (top first, down to a whole store) with the chain composed; given
+    the chain's `stores` (an update's open), the layers' pieces are read whole (`_whole`)."""
     top, root = chain[0], chain[-1]["displacement"]
     spatial = root.data.chunks[1:]
 
@@ -191,8 +191,8 @@ def _composed(path: str | Path, chain: list[xr.Dataset], cached: list[Path] | No
 
     pieces, gains, deltas = [root.data.rechunk({0: -1})], [], []
     n_dates = top.sizes["time"]
-    stores = cached[-2::-1] if cached else [None] * (len(chain) - 1)
-    for base, layer, store in zip(chain[:0:-1], chain[-2::-1], stores, strict=True):  # bottom-up
+    layer_stores = stores[-2::-1] if stores else [None] * (len(chain) - 1)  # bottom-up
+    for base, layer, store in zip(chain[:0:-1], chain[-2::-1], layer_stores, strict=True):
         n_old = base.sizes["time"]
         if not np.array_equal(base["time"].values, layer["time"].values[:n_old]):
             raise InputError(f"{path}: a layer's dates do not continue those below; re-run")
