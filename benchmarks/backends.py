@@ -3,7 +3,7 @@
     python benchmarks/backends.py [--pixels N] [--dates N]
 
 Solves N pixels (default the medium scene's 480,000) of a LiCSAR-like network (80 dates,
-~290 pairs, random per-pair weights and 2 % missing pairs) with `mtinsar.inversion.invert`
+~290 pairs, random per-pair weights and 2 % missing pairs) with `mtinsar.analysis.inversion.invert`
 (method sbas, weights on) on each backend, and reports wall time, throughput and the largest
 difference between the two. The JAX backend runs on JAX's default device: the CPU unless
 jax was installed with CUDA, so on a CPU-only machine this only checks that it works; on a
@@ -33,8 +33,8 @@ def main() -> None:
 
     import jax
 
-    from mtinsar.inversion import invert
-    from mtinsar.network import Network
+    from mtinsar.analysis.inversion import invert
+    from mtinsar.analysis.network import Network
     from mtinsar.simulate.scene import licsar_network
 
     dates = np.datetime64("2020-01-01") + 12 * np.arange(args.dates)

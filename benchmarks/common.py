@@ -144,8 +144,8 @@ def prepare_scene(name: str, config, work: Path, mintpy: bool = True) -> SceneFi
     """
     from mtinsar.config import RunConfig
     from mtinsar.io.mintpy import write_mintpy
-    from mtinsar.pipeline import load_input
     from mtinsar.simulate import load_truth, simulate_scene, write_licsar
+    from mtinsar.workflows.pipeline import load_input
 
     folder = work / name
     wanted = config.model_dump_json(indent=2) + "\n"
@@ -276,8 +276,8 @@ def read_h5(path: Path, name: str) -> np.ndarray:
 
 def velocity_of(dates: np.ndarray, disp: np.ndarray) -> np.ndarray:
     """Linear LOS velocity [m/yr] of a (n_dates, y, x) series, the fit mtinsar uses."""
+    from mtinsar.analysis.model import linear_velocity
     from mtinsar.conventions import years_since
-    from mtinsar.model import linear_velocity
 
     t = years_since(dates, dates[0])
     v, _ = linear_velocity(t, disp.reshape(disp.shape[0], -1).astype(np.float64))

@@ -15,7 +15,7 @@ told apart by their log lines.
 `inversion` times the weighted network inversion alone (what MintPy's ifgram_inversion does):
 coherence -> weights 1/sigma^2 with the Cramer-Rao phase variance
 sigma^2 = (1 - g^2) / (2 L g^2) (Rodriguez & Martin 1992), the reference pixel's phase taken
-out of every pair, then `mtinsar.inversion.invert_sbas(..., weights=...)` block by block.
+out of every pair, then `mtinsar.analysis.inversion.invert_sbas(..., weights=...)` block by block.
 Peak RSS per stage is sampled from /proc/self/statm every 5 ms. BLAS runs one thread per call
 unless the environment says otherwise, as under the `mtinsar` command (`single_threaded_blas`).
 """
@@ -111,16 +111,18 @@ class StageLog(logging.Handler):
         self.sampler = sampler
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "mtinsar.pipeline" and record.msg == "stage %s":
+        if record.name == "mtinsar.workflows.pipeline" and record.msg == "stage %s":
             self.sampler.begin(str(record.args[0]))
-        elif record.name == "mtinsar.output" and str(record.msg).startswith("writing results"):
+        elif record.name == "mtinsar.results.writer" and str(record.msg).startswith(
+            "writing results"
+        ):
             self.sampler.begin("write_results")
 
 
 def e2e(args: argparse.Namespace) -> dict:
     from mtinsar.config import RunConfig
-    from mtinsar.output import write_results
-    from mtinsar.pipeline import load_input, run_sbas
+    from mtinsar.results.writer import write_results
+    from mtinsar.workflows.pipeline import load_input, run_sbas
 
     sections = json.loads(args.config)
     cfg = RunConfig.model_validate(sections)
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     import xarray as xr
 
     from mtinsar.config import RunConfig
-    from mtinsar.workflow import run_to_folder
+    from mtinsar.workflows.jobs import run_to_folder
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sampler = RssSampler()
@@ -210,10 +212,10 @@ def cramer_rao_weights(coh: np.ndarray, looks: int) -> np.ndarray:
 
 
 def inversion(args: argparse.Namespace) -> dict:
+    from mtinsar.analysis.inversion import invert_sbas
+    from mtinsar.analysis.network import Network
     from mtinsar.conventions import phase_to_displacement
-    from mtinsar.inversion import invert_sbas
     from mtinsar.io.mintpy import read_mintpy
-    from mtinsar.network import Network
 
     sampler = RssSampler()
     with sampler.stage("read_stack"):

@@ -72,7 +72,7 @@ def mtinsar(args: list[str], log: Path) -> dict:
 _RESIDENT = """
 import json, sys, time
 from pathlib import Path
-from mtinsar import workflow
+from mtinsar.workflows import jobs as workflow
 from mtinsar.config import RunConfig
 import mtinsar.io.licsar  # noqa: F401  a watcher has its reader imported after the first look
 workflow.warm_up()  # as `mtinsar watch` does when it starts
@@ -103,7 +103,7 @@ def main() -> None:
 
     import xarray as xr
 
-    from mtinsar import versions
+    from mtinsar.results import versions
     from mtinsar.simulate import SceneConfig, acquisition_dates
 
     cfg = SceneConfig.preset(args.preset)
@@ -120,7 +120,7 @@ def main() -> None:
     # (a resident `mtinsar watch` pays it once)
     imports = (
         measure(
-            [python(), "-c", "import mtinsar.cli, mtinsar.workflow, mtinsar.nrt"],
+            [python(), "-c", "import mtinsar.cli, mtinsar.workflows.jobs, mtinsar.nrt.append"],
             work / "imports.log",
         )
         .check("imports")

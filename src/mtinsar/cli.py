@@ -150,9 +150,9 @@ def ingest(
     _setup_logging(quiet)
     from mtinsar import stack
     from mtinsar.config import load_config
-    from mtinsar.execution import executor
     from mtinsar.io.products import read_products
     from mtinsar.sources import remote
+    from mtinsar.workflows.execution import executor
 
     run_cfg = load_config(
         config,
@@ -241,7 +241,7 @@ def run(
         execution={"scheduler": scheduler},
         storage={"endpoint_url": endpoint_url, "anonymous": anonymous},
     )
-    from mtinsar.workflow import run_to_folder
+    from mtinsar.workflows.jobs import run_to_folder
 
     summary = run_to_folder(source, out, cfg, progress=not quiet, fresh=fresh)
     _print_summary(summary, out)
@@ -280,7 +280,7 @@ def demo(
     from mtinsar.config import RunConfig
     from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
     from mtinsar.simulate.score import score_result
-    from mtinsar.workflow import run_to_folder
+    from mtinsar.workflows.jobs import run_to_folder
 
     scene_dir, results = out / "scene", out / "results"
     cfg = SceneConfig.preset(preset, seed=seed)
@@ -388,7 +388,7 @@ def watch(
             raise typer.BadParameter("--stac needs --bbox", param_hint="--bbox")
         source = Query(stac, bbox, track, tuple(collection) if collection else None, asset)
     cfg = load_config(config, storage={"endpoint_url": endpoint_url, "anonymous": anonymous})
-    from mtinsar.workflow import warm_up
+    from mtinsar.workflows.jobs import warm_up
 
     warm_up()
     while True:
@@ -404,7 +404,7 @@ def watch(
 
 
 def _update(results: Path, products: Any, cfg: Any, quiet: bool, full_when_due: bool) -> None:
-    from mtinsar.workflow import update_folder
+    from mtinsar.workflows.jobs import update_folder
 
     lines = update_folder(results, products, cfg, progress=not quiet, full_when_due=full_when_due)
     for line in lines:
@@ -482,8 +482,9 @@ def decompose(
 ) -> None:
     """Vertical and east-west motion from an ascending and a descending result."""
     _setup_logging(quiet)
-    from mtinsar import output, versions
-    from mtinsar.decompose import decompose as solve
+    from mtinsar.analysis.decompose import decompose as solve
+    from mtinsar.results import versions
+    from mtinsar.results import writer as output
 
     if (ref_lon is None) != (ref_lat is None):
         raise typer.BadParameter("give both --ref-lon and --ref-lat, or neither")
@@ -515,8 +516,9 @@ def gnss(
 ) -> None:
     """Tie a result to GNSS stations and report their agreement."""
     _setup_logging(quiet)
-    from mtinsar import output, versions
-    from mtinsar.gnss import read_stations, tie_to_gnss, write_report
+    from mtinsar.analysis.gnss import read_stations, tie_to_gnss, write_report
+    from mtinsar.results import versions
+    from mtinsar.results import writer as output
 
     if offset not in ("per_date", "velocity", "none"):
         raise typer.BadParameter("choose per_date, velocity or none", param_hint="--offset")
@@ -667,7 +669,7 @@ def list_versions(
     results: Annotated[Path, typer.Argument(help="Result folder of `mtinsar run`.")],
 ) -> None:
     """List the versions of a result folder; pass a version's store to any command to read it."""
-    from mtinsar import versions
+    from mtinsar.results import versions
 
     now = versions.current(results)
     for number in versions.versions(results):

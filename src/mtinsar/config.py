@@ -13,15 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mtinsar import jax_backend
+from mtinsar.analysis import jax_backend
+from mtinsar.analysis.model import ModelConfig
+from mtinsar.analysis.qc import QcConfig
 from mtinsar.corrections.dem_error import DemErrorConfig
 from mtinsar.corrections.external import ExternalDelayConfig
 from mtinsar.corrections.ramp import RampConfig
 from mtinsar.corrections.troposphere import TroposphereConfig
 from mtinsar.corrections.unwrap import UnwrapConfig
 from mtinsar.errors import ConfigError
-from mtinsar.model import ModelConfig
-from mtinsar.qc import QcConfig
 from mtinsar.sources.remote import StorageConfig
 
 

@@ -33,7 +33,7 @@ import rioxarray  # noqa: F401 - registers .rio so opened stacks expose ds.rio.c
 import xarray as xr
 
 from mtinsar.errors import InputError
-from mtinsar.execution import progress_bar
+from mtinsar.progress import progress_bar
 from mtinsar.sources import remote
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def chunked(ds: xr.Dataset, chunk_size: int) -> xr.Dataset:
 
     Square `chunk_size` blocks, except that whole-width bands of at most `chunk_size`²
     pixels, the chunks readers give stacks of striped GeoTIFFs
-    (`mtinsar.io.mosaic.layer_chunks`), are kept: squaring those would make every square
+    (`mtinsar.io.core.mosaic.layer_chunks`), are kept: squaring those would make every square
     wait for a whole row of bands, every pair of it, in memory.
     """
     ny, nx = ds.sizes["y"], ds.sizes["x"]

@@ -9,6 +9,7 @@ import numpy as np
 import pydantic
 import pytest
 
+from mtinsar.analysis.model import linear_velocity
 from mtinsar.config import RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.dem_error import (
@@ -17,10 +18,9 @@ from mtinsar.corrections.dem_error import (
     deformation_design,
 )
 from mtinsar.errors import InputError
-from mtinsar.model import linear_velocity
-from mtinsar.pipeline import load_input, run_sbas
 from mtinsar.simulate import SLANT_RANGE_M, SceneConfig, load_truth, simulate_scene, write_licsar
 from mtinsar.simulate.score import referenced_truth, score_result
+from mtinsar.workflows.pipeline import load_input, run_sbas
 
 #: Absolute tolerance on "a clean scene is not made worse" [m/yr]: see test_ramp.CLEAN_FLOOR
 #: (0.01 mm/yr, ~100x below Sentinel-1 velocity precision; the clean SBAS result is exact

@@ -13,6 +13,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from scipy.interpolate import RegularGridInterpolator
 
+from mtinsar.analysis.model import linear_velocity
 from mtinsar.config import RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.external import (
@@ -24,10 +25,9 @@ from mtinsar.corrections.external import (
     read_delay_map,
 )
 from mtinsar.errors import InputError
-from mtinsar.model import linear_velocity
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 SCENE = {"ny": 80, "nx": 100, "n_dates": 30}
 COARSE_STEP = 0.002  # [deg], twice the scene posting

@@ -4,6 +4,7 @@ import numpy as np
 import pydantic
 import pytest
 
+from mtinsar.analysis.model import linear_velocity
 from mtinsar.config import RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.ramp import (
@@ -13,10 +14,9 @@ from mtinsar.corrections.ramp import (
     ramp_basis,
     reference_value,
 )
-from mtinsar.model import linear_velocity
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import referenced_truth, score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 #: Absolute tolerance on "a clean scene is not made worse" [m/yr]. The clean SBAS velocity is
 #: exact to ~1e-9 m/yr (float32 rounding), so a relative 5 % alone would fail on noise; 0.01

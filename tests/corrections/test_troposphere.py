@@ -4,15 +4,15 @@ import numpy as np
 import pydantic
 import pytest
 
+from mtinsar.analysis.model import linear_velocity
 from mtinsar.config import RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.ramp import correct_ramp, ramp_basis
 from mtinsar.corrections.troposphere import TroposphereConfig, correct_phase_elevation
 from mtinsar.errors import InputError
-from mtinsar.model import linear_velocity
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 #: Absolute tolerance on "a clean scene is not made worse" [m/yr]: see test_ramp.CLEAN_FLOOR
 #: (0.01 mm/yr, ~100x below Sentinel-1 velocity precision; the clean SBAS result is exact

@@ -7,6 +7,7 @@ import pydantic
 import pytest
 from scipy import ndimage
 
+from mtinsar.analysis.network import Network
 from mtinsar.config import RunConfig
 from mtinsar.corrections.reference import auto_reference, reference_phase
 from mtinsar.corrections.unwrap import (
@@ -17,11 +18,10 @@ from mtinsar.corrections.unwrap import (
     component_cycles,
     correct_closure,
 )
-from mtinsar.network import Network
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.scene import UnwrapErrorPatch
 from mtinsar.simulate.score import score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 SHAPE = (100, 120)
 #: Nuisances that SBAS alone does not remove; off where the errors' effect must stand out.

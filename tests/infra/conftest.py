@@ -7,10 +7,10 @@ import pytest
 import xarray as xr
 
 from mtinsar.config import OutputConfig, RunConfig
-from mtinsar.output import write_results
-from mtinsar.pipeline import load_input, run_sbas
+from mtinsar.results.writer import write_results
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
 from mtinsar.simulate.infra import write_railway
+from mtinsar.workflows.pipeline import load_input, run_sbas
 
 
 @dataclass

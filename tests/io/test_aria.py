@@ -19,10 +19,10 @@ from mtinsar.io.aria import (
     read_aria,
 )
 from mtinsar.io.licsar import read_licsar, read_licsar_config
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.aria import DEM_FILE, INCIDENCE_PER_M, write_aria
 from mtinsar.simulate.score import referenced_truth
+from mtinsar.workflows.pipeline import run_sbas
 
 SCENE = SceneConfig(ny=40, nx=50, n_dates=12)
 

@@ -9,17 +9,17 @@ import pytest
 import rasterio
 from affine import Affine
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
 from mtinsar.io.geotiff import is_geotiff, read_geotiff
 from mtinsar.io.licsar import read_licsar
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.geotiff import shifted_grid, write_geotiff_stack, write_tif
 from mtinsar.simulate.score import referenced_truth, score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 
 @pytest.fixture(scope="module")

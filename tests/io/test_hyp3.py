@@ -11,13 +11,12 @@ import rasterio
 import shapely
 from affine import Affine
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
+from mtinsar.io.core import grid as gridlib
 from mtinsar.io.hyp3 import is_hyp3, parse_metadata, read_hyp3, relative_orbit
 from mtinsar.io.licsar import read_licsar
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.geotiff import shifted_grid, write_tif
 from mtinsar.simulate.hyp3 import (
@@ -29,6 +28,7 @@ from mtinsar.simulate.hyp3 import (
     write_hyp3,
 )
 from mtinsar.simulate.score import referenced_truth, score_result
+from mtinsar.workflows.pipeline import run_sbas
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.errors import InputError
 from mtinsar.io.isce import PHASE_FACTOR, is_isce, read_isce, read_tops_baselines
 from mtinsar.io.licsar import read_licsar
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.simulate.isce import stack_reference_index, write_isce
 from mtinsar.simulate.score import referenced_truth
+from mtinsar.workflows.pipeline import run_sbas
 
 SCENE = SceneConfig(ny=40, nx=50, n_dates=12)
 

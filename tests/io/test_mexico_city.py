@@ -13,8 +13,8 @@ import pytest
 
 from mtinsar.config import RunConfig
 from mtinsar.io.geotiff import is_geotiff, read_geotiff
-from mtinsar.pipeline import run_sbas
 from mtinsar.stack import dates
+from mtinsar.workflows.pipeline import run_sbas
 
 DATA = Path(__file__).resolve().parents[3] / "shared/realdata/pyrate_s1_mexico_city/geotiffs"
 #: WAVELENGTH_METRES and INCIDENCE_DEGREES in the files' GDAL metadata (README: 0.0555 m, 39.70).

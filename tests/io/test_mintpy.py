@@ -9,11 +9,11 @@ import pytest
 import shapely
 from pyproj import Transformer
 
-from mtinsar import grid as gridlib
 from mtinsar import stack as stack_store
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError, MtinsarError
+from mtinsar.io.core import grid as gridlib
 from mtinsar.io.mintpy import (
     GEOMETRY_FILE,
     STACK_FILE,
@@ -22,9 +22,9 @@ from mtinsar.io.mintpy import (
     read_mintpy,
     write_mintpy,
 )
-from mtinsar.pipeline import run_sbas
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import referenced_truth
+from mtinsar.workflows.pipeline import run_sbas
 
 REF = (5, 6)  # reference pixel (row, col) written as REF_Y/REF_X
 
@@ -193,7 +193,7 @@ def test_selection_reads_only_what_is_asked(exported, tmp_path):
 
 
 def test_polygon_in_another_crs_masks_pixels_by_centre(exported):
-    """The shared selection (`mtinsar.io.select`): a GeoJSON triangle in UTM crops the read to
+    """The shared selection (`mtinsar.io.core.select`): a GeoJSON triangle in UTM crops the read to
     its bounds and sets the pixels whose centre lies outside it to no data."""
     stack, work = exported
     x, y = stack["x"].values, stack["y"].values

@@ -58,7 +58,7 @@ def test_reference_lonlat_on_a_projected_grid(layouts, scene):
     from pyproj import Transformer
 
     from mtinsar.config import RunConfig
-    from mtinsar.pipeline import run_sbas
+    from mtinsar.workflows.pipeline import run_sbas
 
     stack = read_products(layouts / "hyp3")
     assert not stack.rio.crs.is_geographic

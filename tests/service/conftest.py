@@ -18,7 +18,7 @@ from mtinsar.service import db, devdb
 from mtinsar.service.app import create_app
 from mtinsar.service.settings import ServiceConfig
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
-from mtinsar.workflow import run_to_folder
+from mtinsar.workflows.jobs import run_to_folder
 
 #: The tiny scene of the service tests' results: corner -99.30/19.60, 0.001 deg posting
 SCENE = SceneConfig(ny=40, nx=50, n_dates=10, seed=1)

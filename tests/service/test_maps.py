@@ -19,10 +19,10 @@ from pyproj import Transformer
 from rio_tiler.colormap import cmap as colormaps
 
 from mtinsar.config import load_config
+from mtinsar.results.versions import open_result
 from mtinsar.service.maps import make_router, mount_webmap
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_hyp3, write_licsar
-from mtinsar.versions import open_result
-from mtinsar.workflow import run_to_folder
+from mtinsar.workflows.jobs import run_to_folder
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 
@@ -237,8 +237,8 @@ def test_updated_result_is_mapped_from_its_current_version(results, bowl, tmp_pa
     """A version added by `update` has no COGs: tiles come from COGs cached from its Zarr."""
     import shutil
 
-    from mtinsar.output import write_store
-    from mtinsar.versions import STORE, write_version
+    from mtinsar.results.versions import STORE, write_version
+    from mtinsar.results.writer import write_store
 
     folder = tmp_path / "result"
     shutil.copytree(results["geo"], folder)

@@ -18,11 +18,11 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from mtinsar.config import load_config
+from mtinsar.results.versions import open_result
 from mtinsar.service import devdb
 from mtinsar.service.maps import make_router, mount_webmap
 from mtinsar.simulate import SceneConfig, load_truth, simulate_scene, write_licsar
-from mtinsar.versions import open_result
-from mtinsar.workflow import run_to_folder
+from mtinsar.workflows.jobs import run_to_folder
 
 KEY = "mti_test-key"
 

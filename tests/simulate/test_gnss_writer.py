@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mtinsar.gnss import project_to_los, read_gnss_csv, read_stations, read_tenv3
+from mtinsar.analysis.gnss import project_to_los, read_gnss_csv, read_stations, read_tenv3
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.gnss import simulate_stations, write_gnss_csv, write_tenv3
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mtinsar import jit
+from mtinsar.analysis import jit
 from mtinsar.corrections.ramp import rereference_to_area
 from mtinsar.errors import InputError
 

@@ -9,7 +9,7 @@ Two methods after MintPy (Yunjun et al. 2019, Comput. Geosci. 133, 104331):
   pixels of a block at once: each round shifts, at every pixel, the one pair by the one cycle
   that makes the most loops close, until no shift makes `min_improvement` more loops close.
   Pixel-wise, so it runs block by block with no whole-scene statistic; `unw` must be
-  referenced (the phase of each pair at a common reference subtracted, see `mtinsar.qc`).
+  referenced (the phase of each pair at a common reference subtracted, see `mtinsar.analysis.qc`).
 * bridging (`component_cycles`, `bridge_components`): in a pair unwrapped by connected
   components (`conncomp`), each component may be off by whole cycles from the others. The
   components are linked by a minimum spanning tree of their shortest gaps ("bridges"); along
@@ -31,7 +31,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from scipy.spatial import cKDTree
 
-from mtinsar.qc import closure_phase
+from mtinsar.analysis.qc import closure_phase
 
 TWO_PI = 2.0 * np.pi
 #: Most pixels with non-closing loops handled at once (bounds the (nnz, pixels) work arrays).

@@ -36,7 +36,7 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from pyproj import CRS, Transformer  # noqa: E402
 
-from mtinsar import __version__, versions  # noqa: E402
+from mtinsar import __version__  # noqa: E402
 from mtinsar.errors import InputError  # noqa: E402
 from mtinsar.infra.metrics import (  # noqa: E402
     AT_RISK_FROM,
@@ -51,7 +51,8 @@ from mtinsar.infra.segments import (  # noqa: E402
     make_segments,
     read_features,
 )
-from mtinsar.output import result_folder  # noqa: E402
+from mtinsar.results import versions  # noqa: E402
+from mtinsar.results.writer import result_folder  # noqa: E402
 
 log = logging.getLogger(__name__)
 

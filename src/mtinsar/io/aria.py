@@ -34,10 +34,10 @@ anticlockwise; MintPy subtracts 90 deg to get ISCE's from-north convention.
 
 Several frames of one pair (along a track) are stitched onto one grid, northern frame first,
 each later frame shifted by the whole 2 pi cycles that match it to the frames before it in
-their overlap (`mtinsar.io.mosaic.stitch`). Products of different extents are put on the
-intersection of all pairs, or on the user's bbox/polygon (`mtinsar.io.select`).
+their overlap (`mtinsar.io.core.mosaic.stitch`). Products of different extents are put on the
+intersection of all pairs, or on the user's bbox/polygon (`mtinsar.io.core.select`).
 
-Pixels are read lazily (`mtinsar.io.mosaic.lazy_layer`): unw/coh/conncomp are dask arrays
+Pixels are read lazily (`mtinsar.io.core.mosaic.lazy_layer`): unw/coh/conncomp are dask arrays
 whose (all pairs, chunk_size, chunk_size) blocks each open only the frames under them and
 read only their window, resampled where grids differ. Headers, bperp and the geometry are
 read when the stack is opened, so a bad file fails then.
@@ -68,11 +68,11 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
-from mtinsar.io.select import select_area, select_pairs
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
+from mtinsar.io.core.select import select_area, select_pairs
 from mtinsar.sources import remote
 from mtinsar.stack import validate
 

@@ -34,7 +34,7 @@ incidence and the heading for a right-looking sensor (NaN if either is absent); 
 without the metadata. The inversion needs none of them.
 
 No data: the file's nodata value and non-finite values; coherence stored as uint8 is 0-255
-(= coh x 255). Grids (`stack_grid`, `mtinsar.io.mosaic`): the stack lies on the pixel lattice
+(= coh x 255). Grids (`stack_grid`, `mtinsar.io.core.mosaic`): the stack lies on the pixel lattice
 of the first phase file and covers the intersection of all files (or the selected bbox/polygon
 inside their union). Files on that lattice (same CRS and posting, origins whole pixels apart)
 are copied pixel for pixel; files on another lattice (other posting, sub-pixel shift) or in
@@ -70,11 +70,11 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
-from mtinsar.io.select import AreaSelection, select_area, select_pairs
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
+from mtinsar.io.core.select import AreaSelection, select_area, select_pairs
 from mtinsar.sources import remote
 from mtinsar.stack import validate
 

@@ -14,7 +14,8 @@ Names follow ``S1xy_YYYYMMDDTHHMMSS_YYYYMMDDTHHMMSS_{VV|HH}{P|R|O}ddd_INT{80|40}
 Rasters are UTM. The stack lies on the pixel lattice of the first product (in pair order)
 and covers the products' common area (or the selection); products on that lattice (HyP3
 snaps its grids) are copied pixel for pixel, others (another posting, a sub-pixel shift, the
-neighbouring UTM zone) resampled onto it (`mtinsar.io.geotiff.stack_grid`, `mtinsar.io.mosaic`).
+neighbouring UTM zone) resampled onto it (`mtinsar.io.geotiff.stack_grid`,
+`mtinsar.io.core.mosaic`).
 
 Sign and units: ``_unw_phase.tif`` is unwrapped phase in radians, positive for motion away
 from the sensor ("Positive values indicate movement away from the sensor", HyP3 InSAR product
@@ -53,11 +54,12 @@ import numpy as np
 import xarray as xr
 from rasterio.warp import Resampling
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
+from mtinsar.io.core.select import AreaSelection, select_pairs
 from mtinsar.io.geotiff import (
     PairFiles,
     PhaseDecoding,
@@ -72,7 +74,6 @@ from mtinsar.io.geotiff import (
     read_stack,
     stack_grid,
 )
-from mtinsar.io.select import AreaSelection, select_pairs
 from mtinsar.sources import remote
 
 logger = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ date of every folder name); Bperp of a date is the mean over swaths (MintPy
 ``read_tops_baseline``) and the pair's ``bperp = B(sec) - B(ref)``. Missing: NaN.
 
 Several stacks (e.g. adjacent frames along a track) can be read together: each pair is
-stitched from the stacks holding it and put on one common grid (`mtinsar.io.mosaic`).
+stitched from the stacks holding it and put on one common grid (`mtinsar.io.core.mosaic`).
 unw/coh/conncomp are read lazily (`mosaic.lazy_layer`): each (all pairs, chunk_size,
 chunk_size) block reads only its window of the files under it when computed; every file's
 header is checked, and the geometry read, when the stack is opened.
@@ -61,11 +61,11 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
-from mtinsar.io.select import select_area, select_pairs
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
+from mtinsar.io.core.select import select_area, select_pairs
 from mtinsar.sources import remote
 from mtinsar.stack import validate
 

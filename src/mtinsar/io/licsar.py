@@ -24,7 +24,7 @@ in current products, float32 0-1 in older ones (told apart by dtype); E/N/U is t
 vector ground -> satellite, hgt the DEM height [m]. The radar wavelength is not in the files:
 `SENTINEL1_WAVELENGTH` unless given.
 
-Grids (`mtinsar.io.mosaic`): the stack lies on the first interferogram's pixel lattice over
+Grids (`mtinsar.io.core.mosaic`): the stack lies on the first interferogram's pixel lattice over
 the area every file covers (or the selection); files on it are copied pixel for pixel, files
 off it (another extent is fine; a sub-pixel shift or another posting) resampled onto it.
 """
@@ -53,12 +53,12 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 from rasterio.windows import Window
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
-from mtinsar.io.select import AreaSelection, select_area, select_pairs
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core import mosaic
+from mtinsar.io.core.select import AreaSelection, select_area, select_pairs
 from mtinsar.sources.remote import as_path, open_raster, quiet_gdal
 from mtinsar.stack import validate
 
@@ -106,7 +106,7 @@ def read_licsar_config(
 ) -> xr.Dataset:
     """`read_licsar` with its options from an `IngestConfig` (the common reader signature).
 
-    Every selection option applies (`mtinsar.io.select`): pairs and dates, and the area: a
+    Every selection option applies (`mtinsar.io.core.select`): pairs and dates, and the area: a
     lon/lat bbox directly, a polygon or a bbox in another CRS through `select_area` on the
     common grid (pixels outside the polygon become no data).
     """
@@ -155,7 +155,7 @@ def read_licsar(
     ``https://`` folder URL: the folder is listed once through fsspec and the rasters are read
     in place, window by window, through GDAL's /vsis3/ or /vsicurl/ (`mtinsar.sources.remote`).
 
-    Grids (`mtinsar.io.mosaic`): the stack lies on the pixel lattice of the first
+    Grids (`mtinsar.io.core.mosaic`): the stack lies on the pixel lattice of the first
     interferogram and covers the area every file covers (or the selection inside their union).
     Files on that lattice are copied pixel for pixel; files on another lattice (a sub-pixel
     shift, another posting) are resampled onto it (bilinear). Returns a validated IfgStack

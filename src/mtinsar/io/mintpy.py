@@ -53,11 +53,11 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from mtinsar import grid as gridlib
 from mtinsar.config import IngestConfig, RunConfig
 from mtinsar.conventions import SENTINEL1_WAVELENGTH
 from mtinsar.errors import InputError
-from mtinsar.io.select import select_area, select_pairs
+from mtinsar.io.core import grid as gridlib
+from mtinsar.io.core.select import select_area, select_pairs
 from mtinsar.sources import remote
 from mtinsar.stack import validate
 
@@ -141,7 +141,7 @@ def read_mintpy(
     `path` may be an ``s3://`` or ``https://`` URL: the HDF5 files are then read in place
     through fsspec file objects, each read a ranged request (`remote.open_file`).
     `config`: an `IngestConfig` (or a `RunConfig`, whose ``ingest`` is used); every selection
-    option applies (`mtinsar.io.select`: pairs and dates, a bbox and/or polygon in any CRS;
+    option applies (`mtinsar.io.core.select`: pairs and dates, a bbox and/or polygon in any CRS;
     pixels outside the polygon are no data), plus ``multilook`` and ``wavelength``. Pairs
     MintPy marked dropped (``dropIfgram`` False) are left out. Only the selected window is
     read from the file (h5py slices). Raises InputError naming the file and the fix.

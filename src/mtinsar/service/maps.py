@@ -43,9 +43,9 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from mtinsar import versions
+from mtinsar.analysis.model import ModelConfig, fit_model
 from mtinsar.errors import MtinsarError
-from mtinsar.model import ModelConfig, fit_model
+from mtinsar.results import versions
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def layer_path(folder: Path, layer: str) -> Path:
 
 
 def _write_cached_cog(data: xr.DataArray, path: Path) -> None:
-    from mtinsar.output import write_cog
+    from mtinsar.results.writer import write_cog
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tif")

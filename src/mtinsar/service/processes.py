@@ -149,7 +149,7 @@ def _execute_sbas(
     inputs: dict[str, Any], job_dir: Path, config: ServiceConfig, progress: Progress
 ) -> dict[str, Any]:
     from mtinsar.config import RunConfig
-    from mtinsar.workflow import run_to_folder
+    from mtinsar.workflows.jobs import run_to_folder
 
     cfg = RunConfig.model_validate(inputs["config"])
     with _stage_progress(progress):
@@ -168,8 +168,8 @@ def _execute_update(
     inputs: dict[str, Any], job_dir: Path, config: ServiceConfig, progress: Progress
 ) -> dict[str, Any]:
     from mtinsar.config import RunConfig
-    from mtinsar.versions import open_result
-    from mtinsar.workflow import update_folder
+    from mtinsar.results.versions import open_result
+    from mtinsar.workflows.jobs import update_folder
 
     target = config.job_dir(inputs["job"]) / RESULT
     cfg = RunConfig.model_validate_json(open_result(target).attrs["config"])  # the run's own
@@ -229,7 +229,7 @@ class _StageHandler(logging.Handler):
 @contextlib.contextmanager
 def _stage_progress(progress: Progress) -> Iterator[None]:
     """Report the pipeline's stages as progress while the block runs."""
-    handler, logger = _StageHandler(progress), logging.getLogger("mtinsar.pipeline")
+    handler, logger = _StageHandler(progress), logging.getLogger("mtinsar.workflows.pipeline")
     level = logger.level
     logger.setLevel(logging.INFO)
     logger.addHandler(handler)

@@ -19,11 +19,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mtinsar.checkpoint import work_folder
 from mtinsar.errors import MtinsarError
 from mtinsar.service import db, queue
 from mtinsar.service.processes import PROCESSES, RESULT
 from mtinsar.service.settings import ServiceConfig
+from mtinsar.workflows.checkpoint import work_folder
 
 log = logging.getLogger(__name__)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

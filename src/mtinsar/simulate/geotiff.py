@@ -35,7 +35,7 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 
 from mtinsar.errors import InputError
-from mtinsar.io import mosaic
+from mtinsar.io.core import mosaic
 from mtinsar.simulate.licsar import encode_cc, encode_unw, geotransform
 from mtinsar.simulate.scene import Scene
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from mtinsar.gnss import COMPONENTS, station_dataset
+from mtinsar.analysis.gnss import COMPONENTS, station_dataset
 from mtinsar.simulate.scene import Scene
 
 _MJD_EPOCH = np.datetime64("1858-11-17", "D")

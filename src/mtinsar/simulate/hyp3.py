@@ -40,7 +40,7 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
-from mtinsar.io import mosaic
+from mtinsar.io.core import mosaic
 from mtinsar.simulate.geotiff import (
     licsar_coherence,
     staged_directory,

@@ -95,6 +95,18 @@ def configure(config: StorageConfig | None) -> None:
     _active = config
 
 
+@contextmanager
+def using(config: StorageConfig | None) -> Iterator[None]:
+    """`config` as the storage settings of the enclosed block (None: environment only);
+    the settings before it are restored after, also when the block fails."""
+    global _active
+    before, _active = _active, config
+    try:
+        yield
+    finally:
+        _active = before
+
+
 def current() -> StorageConfig:
     """The configured storage settings, completed from the environment."""
     return (_active or StorageConfig()).resolved()
