@@ -130,86 +130,107 @@ def _solve_pixels(
 ):  # pragma: no cover
     """Build, factorise (envelope Cholesky, row-oriented) and solve each pixel's system."""
     m = first.size
-    n_pairs = ref.size
     n_rhs = 3 if gamma2 > 0.0 else 1  # with the constraint, also solve for the columns of U
     factor = np.zeros((m, m))
     rhs = np.zeros((m, n_rhs))
     for p in range(pixels.size):
-        col = pixels[p]
-        for r in range(m):
-            for c in range(first[r], r + 1):
-                factor[r, c] = 0.0
-        rhs[:, 0] = 0.0
-        total, count = 0.0, 0
-        for k in range(n_pairs):
-            b = unw[k, col]
-            wk = w[k, col] if weighted else 1.0
-            if not (np.isfinite(b) and wk > 0.0 and np.isfinite(wk)):
-                continue
-            total += wk
-            count += 1
-            i, j = ref[k], sec[k]
-            if i >= 0:
-                factor[i, i] += wk
-                rhs[i, 0] -= wk * b
-            if j >= 0:
-                factor[j, j] += wk
-                rhs[j, 0] += wk * b
-            if i >= 0 and j >= 0:
-                factor[max(i, j), min(i, j)] -= wk
-        shift = 0.0
+        total, count = _assemble(unw, w, weighted, pixels[p], ref, sec, first, factor, rhs)
+        shift = gamma2 * total / max(count, 1)
         if n_rhs == 3:
-            shift = gamma2 * total / max(count, 1)
             for r in range(m):
                 factor[r, r] += shift
                 rhs[r, 1] = u[r, 0]
                 rhs[r, 2] = u[r, 1]
-        ok = count > 0
-        for r in range(m):
-            fr = first[r]
-            for c in range(fr, r):
-                s = factor[r, c]
-                for q in range(max(fr, first[c]), c):
-                    s -= factor[r, q] * factor[c, q]
-                factor[r, c] = s / factor[c, c]
-            diagonal = factor[r, r]
-            d = diagonal
-            for q in range(fr, r):
-                d -= factor[r, q] * factor[r, q]
-            if not d > min_pivot * diagonal:
-                ok = False
-                break
-            factor[r, r] = np.sqrt(d)
-        if not ok:
-            for r in range(m):
-                out[r, p] = np.nan
+        if count == 0 or not _factorise(factor, first, min_pivot):
+            out[:, p] = np.nan
             continue
         for t in range(n_rhs):
-            for r in range(m):  # L y = rhs
-                s = rhs[r, t]
-                for q in range(first[r], r):
-                    s -= factor[r, q] * rhs[q, t]
-                rhs[r, t] = s / factor[r, r]
-            for r in range(m - 1, -1, -1):  # Lᵀ x = y, column r of Lᵀ is row r of L
-                x = rhs[r, t] / factor[r, r]
-                rhs[r, t] = x
-                for q in range(first[r], r):
-                    rhs[q, t] -= factor[r, q] * x
+            _substitute(factor, first, rhs, t)
         if n_rhs == 3:
-            # (M - c U Uᵀ)⁻¹ r = z + Z (I/c - Uᵀ Z)⁻¹ Uᵀ z with z = M⁻¹ r, Z = M⁻¹ U
-            a11, a12, a22 = 1.0 / shift, 0.0, 1.0 / shift
-            g1, g2 = 0.0, 0.0
-            for r in range(m):
-                a11 -= u[r, 0] * rhs[r, 1]
-                a12 -= u[r, 0] * rhs[r, 2]
-                a22 -= u[r, 1] * rhs[r, 2]
-                g1 += u[r, 0] * rhs[r, 0]
-                g2 += u[r, 1] * rhs[r, 0]
-            det = a11 * a22 - a12 * a12
-            y1 = (a22 * g1 - a12 * g2) / det
-            y2 = (a11 * g2 - a12 * g1) / det
-            for r in range(m):
-                out[r, p] = rhs[r, 0] + rhs[r, 1] * y1 + rhs[r, 2] * y2
+            _woodbury(rhs, u, shift, out[:, p])
         else:
-            for r in range(m):
-                out[r, p] = rhs[r, 0]
+            out[:, p] = rhs[:, 0]
+
+
+@jit.helper
+def _assemble(unw, w, weighted, col, ref, sec, first, factor, rhs):  # pragma: no cover
+    """Pixel `col`'s normal matrix (envelope of `factor`) and right-hand side (rhs[:, 0])
+    from its valid pairs; returns the sum and the number of their weights."""
+    for r in range(first.size):
+        for c in range(first[r], r + 1):
+            factor[r, c] = 0.0
+    rhs[:, 0] = 0.0
+    total, count = 0.0, 0
+    for k in range(ref.size):
+        b = unw[k, col]
+        wk = w[k, col] if weighted else 1.0
+        if not (np.isfinite(b) and wk > 0.0 and np.isfinite(wk)):
+            continue
+        total += wk
+        count += 1
+        i, j = ref[k], sec[k]
+        if i >= 0:
+            factor[i, i] += wk
+            rhs[i, 0] -= wk * b
+        if j >= 0:
+            factor[j, j] += wk
+            rhs[j, 0] += wk * b
+        if i >= 0 and j >= 0:
+            factor[max(i, j), min(i, j)] -= wk
+    return total, count
+
+
+@jit.helper
+def _factorise(factor, first, min_pivot):  # pragma: no cover
+    """Envelope Cholesky L Lᵀ of `factor` in place (row-oriented); False when a pivot falls
+    below `min_pivot` times its diagonal (the pixel's pair graph is split)."""
+    for r in range(first.size):
+        fr = first[r]
+        for c in range(fr, r):
+            s = factor[r, c]
+            for q in range(max(fr, first[c]), c):
+                s -= factor[r, q] * factor[c, q]
+            factor[r, c] = s / factor[c, c]
+        diagonal = factor[r, r]
+        d = diagonal
+        for q in range(fr, r):
+            d -= factor[r, q] * factor[r, q]
+        if not d > min_pivot * diagonal:
+            return False
+        factor[r, r] = np.sqrt(d)
+    return True
+
+
+@jit.helper
+def _substitute(factor, first, rhs, t):  # pragma: no cover
+    """Solve L Lᵀ x = rhs[:, t] in place with the envelope factor L."""
+    m = first.size
+    for r in range(m):  # L y = rhs
+        s = rhs[r, t]
+        for q in range(first[r], r):
+            s -= factor[r, q] * rhs[q, t]
+        rhs[r, t] = s / factor[r, r]
+    for r in range(m - 1, -1, -1):  # Lᵀ x = y, column r of Lᵀ is row r of L
+        x = rhs[r, t] / factor[r, r]
+        rhs[r, t] = x
+        for q in range(first[r], r):
+            rhs[q, t] -= factor[r, q] * x
+
+
+@jit.helper
+def _woodbury(rhs, u, shift, out):  # pragma: no cover
+    """The NSBAS solution (M - c U Uᵀ)⁻¹ r = z + Z (I/c - Uᵀ Z)⁻¹ Uᵀ z into `out`, from
+    z = M⁻¹ r (rhs[:, 0]) and Z = M⁻¹ U (rhs[:, 1:3]); c = `shift`."""
+    a11, a12, a22 = 1.0 / shift, 0.0, 1.0 / shift
+    g1, g2 = 0.0, 0.0
+    for r in range(u.shape[0]):
+        a11 -= u[r, 0] * rhs[r, 1]
+        a12 -= u[r, 0] * rhs[r, 2]
+        a22 -= u[r, 1] * rhs[r, 2]
+        g1 += u[r, 0] * rhs[r, 0]
+        g2 += u[r, 1] * rhs[r, 0]
+    det = a11 * a22 - a12 * a12
+    y1 = (a22 * g1 - a12 * g2) / det
+    y2 = (a11 * g2 - a12 * g1) / det
+    for r in range(u.shape[0]):
+        out[r] = rhs[r, 0] + rhs[r, 1] * y1 + rhs[r, 2] * y2

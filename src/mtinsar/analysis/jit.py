@@ -9,14 +9,31 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 
+#: Functions that compiled kernels call, by module (`helper`).
+_HELPERS: dict[str, list[Callable]] = {}
+
+
+def helper(function: Callable) -> Callable:
+    """Mark `function` as called from the compiled kernels of its module: `compiled`
+    compiles it with them (nopython code can call only compiled functions). Until then it
+    stays a plain Python function, so importing its module does not import numba."""
+    _HELPERS.setdefault(function.__module__, []).append(function)
+    return function
+
+
 @cache
 def compiled(kernel: Callable) -> Callable:
-    """`kernel` compiled by numba (nopython, GIL released, cached on disk).
+    """`kernel` compiled by numba (nopython, GIL released, cached on disk), together with
+    the `helper` functions of its module, which its body calls by their global names.
 
     numba is imported here, on first use, so that importing mtinsar stays fast.
     """
     import numba
 
+    namespace = kernel.__globals__
+    for function in _HELPERS.get(kernel.__module__, []):
+        if namespace.get(function.__name__) is function:
+            namespace[function.__name__] = numba.njit(nogil=True, cache=True)(function)
     return numba.njit(nogil=True, cache=True)(kernel)
 
 
