@@ -239,7 +239,6 @@ def run_sbas(
     source = stack.attrs.get("source", "the stack")
     size = config.ingest.chunk_size
     every = stack, stack_store.chunked(stack, size)
-    wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
 
     with timer("statistics"):  # pair QC and pixel statistics in one pass over the pixels
         done = _stage(checkpoint, "statistics", lambda: _statistics(every[1], config, progress))
@@ -261,23 +260,7 @@ def run_sbas(
         closure = network.closure_matrix(config.qc.long_loops, config.qc.max_loop_length)
 
     with timer("inversion"):
-        weighted = config.inversion.weighting != "none"
-        out = map_pixels(
-            _block_inversion,
-            [lazy["unw"].data, lazy["coh"].data] if weighted else [lazy["unw"].data],
-            n_out=network.n_dates + len(_INVERSION_LAYERS),
-            ref_phase=ref_phase,
-            network=network,
-            closure=closure,
-            config=config,
-            to_metres=phase_to_displacement(wavelength),
-        )
-        disp = out[: network.n_dates]
-        layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
-        n_comp = layers.pop("n_components").astype(np.int16)
-        layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
-        result = _result_dataset(stack, network, disp, layers, stats, n_comp, ref, config)
-        result = attach_network(result, network)  # what `mtinsar update` needs later
+        result = _inversion(lazy, stack, network, closure, ref_phase, stats, ref, config)
         correcting = chain.any_enabled(config)
         with progress_bar("inversion", progress):
             if checkpoint is not None and store is not None:
@@ -296,13 +279,7 @@ def run_sbas(
     summary = _summary(result, stats, network, ref, timer)
     if corrections is not None:
         summary["corrections"] = {"applied": corrections.applied, "skipped": corrections.skipped}
-    dropped = pairs.isel(pair=~pairs["keep"].values.astype(bool))
-    summary["pairs_dropped"] = [
-        {"pair": str(p), "reason": str(r)}
-        for p, r in zip(dropped["pair"].values, dropped["reason"].values, strict=True)
-    ]
-    summary["closure"] = _closure_summary(pairs, closure.shape[0])
-    summary["network"] = network.summary()
+    summary.update(_pairs_summary(pairs, network, closure))
     return SbasRun(
         result,
         summary,
@@ -311,6 +288,50 @@ def run_sbas(
         pairs,
         None if store is None else Path(store),
     )
+
+
+def _inversion(
+    lazy: xr.Dataset,
+    stack: xr.Dataset,
+    network: Network,
+    closure: csr_matrix,
+    ref_phase: np.ndarray,
+    stats: StackStats,
+    ref: ReferencePoint,
+    config: RunConfig,
+) -> xr.Dataset:
+    """The inverted result of the kept pairs `lazy`, lazily (one task a spatial block)."""
+    weighted = config.inversion.weighting != "none"
+    wavelength = float(stack.attrs.get("wavelength", SENTINEL1_WAVELENGTH))
+    out = map_pixels(
+        _block_inversion,
+        [lazy["unw"].data, lazy["coh"].data] if weighted else [lazy["unw"].data],
+        n_out=network.n_dates + len(_INVERSION_LAYERS),
+        ref_phase=ref_phase,
+        network=network,
+        closure=closure,
+        config=config,
+        to_metres=phase_to_displacement(wavelength),
+    )
+    disp = out[: network.n_dates]
+    layers = dict(zip(_INVERSION_LAYERS, out[network.n_dates :], strict=True))
+    n_comp = layers.pop("n_components").astype(np.int16)
+    layers["closure_errors"] = layers["closure_errors"].astype(np.int16)
+    result = _result_dataset(stack, network, disp, layers, stats, n_comp, ref, config)
+    return attach_network(result, network)  # what `mtinsar update` needs later
+
+
+def _pairs_summary(pairs: xr.Dataset, network: Network, closure: csr_matrix) -> dict[str, Any]:
+    """The summary's entries on the pairs: those dropped and why, loop closure, network."""
+    dropped = pairs.isel(pair=~pairs["keep"].values.astype(bool))
+    return {
+        "pairs_dropped": [
+            {"pair": str(p), "reason": str(r)}
+            for p, r in zip(dropped["pair"].values, dropped["reason"].values, strict=True)
+        ],
+        "closure": _closure_summary(pairs, closure.shape[0]),
+        "network": network.summary(),
+    }
 
 
 def _stage(
