@@ -207,28 +207,9 @@ def correct_dem_error(
     reference area (`ramp.rereference_to_area`).
     Returns (corrected cube with the input's dtype, `DemErrorFit`).
     """
-    if displacement.ndim != 3:
-        raise ValueError(f"displacement must be (time, y, x), got shape {displacement.shape}")
-    n_dates, ny, nx = displacement.shape
-    bperp = np.asarray(bperp, dtype=np.float64)
+    bperp = _checked_baselines(displacement, bperp, incidence)
     t_years = np.asarray(t_years, dtype=np.float64)
-    if bperp.shape != (n_dates,) or not np.isfinite(bperp).all():
-        raise InputError(
-            f"the DEM-error correction needs one finite perpendicular baseline per date "
-            f"({n_dates}), got {bperp.shape} with {int((~np.isfinite(bperp)).sum())} missing; "
-            "check the stack's `bperp` (the product's baselines file) or disable "
-            "dem_error.enabled"
-        )
-    if np.ptp(bperp) == 0:
-        raise InputError(
-            "all perpendicular baselines are equal, so a DEM error cannot be estimated; "
-            "check the stack's `bperp` (a dummy baselines file?) or disable dem_error.enabled"
-        )
-    if np.shape(incidence) != (ny, nx):
-        raise InputError(
-            f"incidence grid {np.shape(incidence)} differs from the time series' {(ny, nx)}; "
-            "the stack's `incidence` layer must be on the result grid"
-        )
+    n_dates, ny, nx = displacement.shape
     design = np.column_stack([bperp, deformation_design(t_years, poly_order, periods, step_years)])
     n_par = design.shape[1]
 
@@ -261,6 +242,34 @@ def correct_dem_error(
         model=params[1:].reshape(n_par - 1, ny, nx),
         residual_rms=rms.reshape(ny, nx),
     )
+
+
+def _checked_baselines(
+    displacement: np.ndarray, bperp: np.ndarray, incidence: np.ndarray
+) -> np.ndarray:
+    """`bperp` as float64, once the inputs of `correct_dem_error` are known to fit."""
+    if displacement.ndim != 3:
+        raise ValueError(f"displacement must be (time, y, x), got shape {displacement.shape}")
+    n_dates, ny, nx = displacement.shape
+    bperp = np.asarray(bperp, dtype=np.float64)
+    if bperp.shape != (n_dates,) or not np.isfinite(bperp).all():
+        raise InputError(
+            f"the DEM-error correction needs one finite perpendicular baseline per date "
+            f"({n_dates}), got {bperp.shape} with {int((~np.isfinite(bperp)).sum())} missing; "
+            "check the stack's `bperp` (the product's baselines file) or disable "
+            "dem_error.enabled"
+        )
+    if np.ptp(bperp) == 0:
+        raise InputError(
+            "all perpendicular baselines are equal, so a DEM error cannot be estimated; "
+            "check the stack's `bperp` (a dummy baselines file?) or disable dem_error.enabled"
+        )
+    if np.shape(incidence) != (ny, nx):
+        raise InputError(
+            f"incidence grid {np.shape(incidence)} differs from the time series' {(ny, nx)}; "
+            "the stack's `incidence` layer must be on the result grid"
+        )
+    return bperp
 
 
 def _fit_block(
