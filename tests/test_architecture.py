@@ -131,3 +131,42 @@ def test_functions_are_short():
 )
 def test_the_layer_check_can_fail(source, target):
     assert layer_of(target) > layer_of(source)
+
+
+def _room(module: str) -> str:
+    """A top-level module, or a top-level sub-package as one room."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "mtinsar/__init__.py"
+    return parts[1] + ("/" if (SRC / "mtinsar" / parts[1]).is_dir() else ".py")
+
+
+def figures() -> dict[str, int]:
+    """The layout's figures: rooms (top-level modules and sub-packages), arrows between
+    rooms, floors (the longest chain of rooms importing each other), module imports."""
+    graph = import_graph()
+    arrows = {(_room(a), _room(b)) for a, bs in graph.items() for b in bs if _room(a) != _room(b)}
+    below: dict[str, set[str]] = {}
+    for a, b in arrows:
+        below.setdefault(a, set()).add(b)
+    floors: dict[str, int] = {}
+
+    def floor(room: str, trail: frozenset[str]) -> int:
+        if room not in floors:  # a circle counts once (the circle test reports it)
+            nxt = [floor(b, trail | {room}) for b in below.get(room, ()) if b not in trail]
+            floors[room] = 1 + max(nxt, default=0)
+        return floors[room]
+
+    rooms = {_room(m) for m in graph}
+    return {
+        "rooms": len(rooms),
+        "arrows": len(arrows),
+        "floors": max(floor(r, frozenset()) for r in rooms),
+        "module imports": sum(len(b) for b in graph.values()),
+        "top-level modules": len(list((SRC / "mtinsar").glob("*.py"))),
+    }
+
+
+if __name__ == "__main__":  # python tests/test_architecture.py: the figures of the layout
+    for name, value in figures().items():
+        print(f"{name}: {value}")
