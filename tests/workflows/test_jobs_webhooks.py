@@ -1,6 +1,7 @@
 """What an update job sends and leaves behind: one POST per webhook per update, after its
 version is written, with the alerts of every date it added (the version's alerts.geojson);
-none after a quiet update unless `webhook_on_quiet`."""
+none after a quiet update unless `webhook_on_quiet`; the job's storage settings apply inside
+the job only."""
 
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 from mtinsar.config import RunConfig
 from mtinsar.results import layout, versions
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
+from mtinsar.sources import remote
 from mtinsar.workflows import jobs
 
 #: Every pixel departs by more than k·σ: each new date alerts.
@@ -135,3 +137,27 @@ def test_a_dead_webhook_never_costs_the_version(stages, tmp_path, server):
     assert versions.open_version(folder).sizes["time"] == stages[0].dates.size - 1
     assert [path for path, _ in posts] == ["/a"]
     assert any("posted to 1/2 webhook(s); failed: " + dead in line for line in lines)
+
+
+def test_a_job_keeps_its_storage_settings_to_itself(stages, tmp_path, monkeypatch):
+    """`cfg.storage` holds inside the job (here: while it reads the products) and the
+    process's settings are back after it."""
+    monkeypatch.setattr(remote, "_active", None)
+    before = remote.current()
+    seen = []
+    read = jobs.read_source
+
+    def spy(*args, **kwargs):
+        seen.append(remote.current().endpoint_url)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "read_source", spy)
+    _, frames, results = stages
+    target = tmp_path / "results"
+    shutil.copytree(results, target)
+    cfg = RunConfig(storage={"endpoint_url": "http://127.0.0.1:1"})
+    jobs.update_folder(target, frames[1], cfg)
+    assert seen == ["http://127.0.0.1:1"]
+    assert remote.current() == before
+    jobs.run_to_folder(frames[0], tmp_path / "run", cfg)
+    assert remote.current() == before

@@ -1,16 +1,19 @@
 """Whole jobs, from products to a result folder: what `mtinsar run`/`update` and the service do.
 
 Each function takes a validated `RunConfig`, reads where the products lie, and writes its
-result folder atomically (an earlier result stays intact when it fails). An update's
-alerts are posted to the webhooks here, once per update and after its version is written
-(`mtinsar.nrt.update` itself does no I/O).
+result folder atomically (an earlier result stays intact when it fails). A job runs with
+its storage settings and on its scheduler (`_job`) and leaves the process's as they were.
+An update's alerts are posted to the webhooks here, once per update and after its version
+is written (`mtinsar.nrt.update` itself does no I/O).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,14 @@ from mtinsar.workflows.execution import executor
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def _job(cfg: RunConfig) -> Iterator[None]:
+    """The job's storage settings (`cfg.storage`) and scheduler (`cfg.execution`) for the
+    enclosed block; the process's own are back after it."""
+    with remote.using(cfg.storage), executor(cfg.execution):
+        yield
+
+
 def run_to_folder(
     source: str | Path, out: Path, cfg: RunConfig, progress: bool = False, fresh: bool = False
 ) -> dict:
@@ -46,21 +57,20 @@ def run_to_folder(
     `MtinsarError`: running again cannot help until they change). Returns the run's
     summary (as in summary.json).
     """
-    remote.configure(cfg.storage)
-    output.check_writable(out)  # fail before hours of work, not after
-    stack = pipeline.load_input(source, cfg, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Checkpoint.open(work_folder(out), fingerprint(source, stack, cfg), fresh=fresh)
-    try:
-        with executor(cfg.execution):
+    with _job(cfg):
+        output.check_writable(out)  # fail before hours of work, not after
+        stack = pipeline.load_input(source, cfg, progress=progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Checkpoint.open(work_folder(out), fingerprint(source, stack, cfg), fresh=fresh)
+        try:
             # the time series streams to a store in the work folder (bounded memory), which
             # the result folder then adopts
             store = work.folder / layout.STORE
             sbas = pipeline.run_sbas(stack, cfg, progress, store=store, checkpoint=work)
             output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
-    except MtinsarError:
-        work.remove()
-        raise
+        except MtinsarError:
+            work.remove()
+            raise
     work.remove()
     return sbas.summary
 
@@ -128,8 +138,7 @@ def update_folder(
     as one more version (`rerun_as_version`). Runs on the configured scheduler
     (`cfg.execution`).
     """
-    remote.configure(cfg.storage)
-    with executor(cfg.execution):
+    with _job(cfg):
         return _update_folder(results, products, cfg, progress, full_when_due)
 
 
@@ -241,7 +250,7 @@ def _history_correction(
 
 def _rerun_line(results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str) -> str:
     start = time.perf_counter()
-    number = rerun_as_version(results, source, cfg, progress=progress, reason=reason)
+    number = _rerun_version(results, source, cfg, progress, reason)
     return (
         f"{time.strftime('%Y-%m-%dT%H:%M:%S')} full re-run of the whole history "
         f"({time.perf_counter() - start:.0f} s): version {number} in {results}/versions/"
@@ -285,7 +294,15 @@ def rerun_as_version(
     summary.json (with a ``full_rerun`` entry: reason, source, version replaced) and
     pairs.csv.
     """
-    remote.configure(cfg.storage)
+    with _job(cfg):
+        return _rerun_version(results, source, cfg, progress, reason)
+
+
+def _rerun_version(
+    results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str
+) -> int:
+    """`rerun_as_version` inside its job (`_job(cfg)`: the re-run's storage and scheduler
+    are `cfg`'s, `rerun_config`)."""
     before = versions.current(results)
     run_cfg = rerun_config(versions.open_version(results), cfg)
     stack = read_source(source, run_cfg, progress=progress)
@@ -293,9 +310,8 @@ def rerun_as_version(
         raise InputError(f"{source}: no products found for the full re-run of {results}")
 
     def fill(folder: Path) -> None:
-        with executor(run_cfg.execution):
-            store = folder / layout.STORE
-            sbas = pipeline.run_sbas(stack, run_cfg, progress=progress, store=store)
+        store = folder / layout.STORE
+        sbas = pipeline.run_sbas(stack, run_cfg, progress=progress, store=store)
         summary = {
             **sbas.summary,
             "full_rerun": {"reason": reason, "source": str(source), "replaces_version": before},
