@@ -4,17 +4,17 @@ The new date. Each new pair k links the new date to an existing date o_k, so it 
 x_new - x[o_k] (x the phase history in metres, c = -λ/4π times the pair phase referenced
 with the run's reference window). Two estimators, chosen by what the result carries:
 
-- Exact sequential least squares (`mtinsar.nrt.sequential`, when the result holds its run's
-  pair network, `attach_network`): the Kalman analysis step of Dalaison & Jolivet 2020
-  (JGR Solid Earth 125, e2019JB019150) on the history estimated by the last inversion.
-  For a pixel whose pairs are all valid this equals re-inverting every pair (tested to
-  1e-9); for pixels that lost pairs it is a close approximation (their Q differs). Cost
-  O(k + |W|³) + O(n |W|) per pixel, with no pair of the history read.
-- Frozen history (no network stored): each valid pair gives d_new = d[o_k] + c·unw_k and
-  they are averaged with the pair weights — the same step in the limit where the past is
-  known exactly. O(k) per pixel and only the paired dates are read, but the history keeps
-  the small corrections a re-inversion would make (0.6 mm/yr RMS in velocity after 5
-  dates on a 30-date scene, against 0.23 mm/yr for the exact step).
+- Exact sequential least squares (`mtinsar.nrt.sequential`, when the result holds its
+  run's pair network, `nrt.network.attach_network`): the Kalman analysis step of Dalaison
+  & Jolivet 2020 (JGR Solid Earth 125, e2019JB019150) on the history estimated by the last
+  inversion. For a pixel whose pairs are all valid this equals re-inverting every pair
+  (tested to 1e-9); for pixels that lost pairs it is a close approximation (their Q
+  differs). Cost O(k + |W|³) + O(n |W|) per pixel, with no pair of the history read.
+- Frozen history (`mtinsar.nrt.frozen`, no network stored): each valid pair gives
+  d_new = d[o_k] + c·unw_k and they are averaged with the pair weights — the same step in
+  the limit where the past is known exactly. O(k) per pixel and only the paired dates are
+  read, but the history keeps the small corrections a re-inversion would make (0.6 mm/yr
+  RMS in velocity after 5 dates on a 30-date scene, against 0.23 mm/yr for the exact step).
 
 The information matrix is extended with the new pairs at each update, so the next one is
 exact again. Pair weights are the run's (coherence weights, `inversion.coherence_weights`,
@@ -28,7 +28,7 @@ full run.
 
 The model (velocity, its std, residual) is updated by recursive least squares
 (`mtinsar.nrt.state`); what an update takes from the stored history comes from one pass
-over its blocks (`nrt_state.history_pass`).
+over its blocks (`mtinsar.nrt.state.history_pass`).
 
 The new date's alerts (departures from the model, velocity changes) are made by
 `mtinsar.nrt.alerts`; the re-run policy is `mtinsar.nrt.rerun`.
