@@ -120,7 +120,7 @@ def main() -> None:
     # (a resident `mtinsar watch` pays it once)
     imports = (
         measure(
-            [python(), "-c", "import mtinsar.cli, mtinsar.workflows.jobs, mtinsar.nrt.append"],
+            [python(), "-c", "import mtinsar.cli, mtinsar.workflows.jobs, mtinsar.nrt"],
             work / "imports.log",
         )
         .check("imports")

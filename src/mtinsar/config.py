@@ -323,7 +323,12 @@ class NrtConfig(_Section):
     )
     webhooks: list[str] = Field(
         default_factory=list,
-        description="URLs that receive the alerts as a GeoJSON POST after an update with alerts.",
+        description="URLs that receive an update's alerts as one GeoJSON POST (the alerts of "
+        "every date it added, each feature with its date), after an update with alerts.",
+    )
+    webhook_on_quiet: bool = Field(
+        False,
+        description="POST an empty collection also after updates without alerts (a heartbeat).",
     )
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request [s].")
     webhook_retries: int = Field(

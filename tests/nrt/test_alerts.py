@@ -1,5 +1,6 @@
 """Alerts after an update: a step injected on the newest date is found, a quiet date gives
-(almost) none, the GeoJSON holds the area, and webhooks get it without blocking the update."""
+(almost) none, the GeoJSON holds the area; the update itself posts nothing, and webhooks get
+the alerts without a dead one blocking the next."""
 
 import json
 import socket
@@ -11,15 +12,11 @@ import numpy as np
 import pytest
 from shapely.geometry import Point, shape
 
-from mtinsar.config import RunConfig
-from mtinsar.nrt.append import (
-    NrtConfig,
-    alert_areas,
-    attach_network,
-    post_alerts,
-    update,
-    write_alerts,
-)
+from mtinsar.config import NrtConfig, RunConfig
+from mtinsar.nrt import update
+from mtinsar.nrt.alerts import alert_areas
+from mtinsar.nrt.network import attach_network
+from mtinsar.nrt.webhooks import post_alerts
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.workflows.pipeline import run_sbas
 
@@ -59,13 +56,12 @@ def _with_step(new, y, x, wavelength):
     return stepped
 
 
-def test_step_on_newest_date_is_alerted(monitored, tmp_path):
+def test_step_on_newest_date_is_alerted(monitored):
     result, new = monitored
     y, x = _step_site(result)
     stepped = _with_step(new, y, x, new.attrs["wavelength"])
-    _, report = update(result, stepped, RunConfig(), NrtConfig())
-    path = write_alerts(report.alerts, tmp_path / "alerts.geojson")
-    collection = json.loads(path.read_text())
+    _, report = update(result, stepped, RunConfig())
+    collection = json.loads(json.dumps(report.alerts))  # as the job writes it
     assert collection["type"] == "FeatureCollection"
     outlines = [shape(f["geometry"]) for f in collection["features"]]
     lon, lat = result["x"].values, result["y"].values
@@ -89,11 +85,11 @@ def test_step_on_newest_date_is_alerted(monitored, tmp_path):
 
 def test_quiet_date_has_almost_no_false_alerts(monitored):
     result, new = monitored
-    _, report = update(result, new, RunConfig(), NrtConfig())
+    _, report = update(result, new, RunConfig())
     assert report.alert_pixels / result["mask"].size < 0.001
     # the long-wavelength atmosphere of the new date is what the high-pass removes: without
     # it the same quiet date alerts over a larger area than the bound (the test can fail)
-    _, raw = update(result, new, RunConfig(), NrtConfig(highpass_window_px=0))
+    _, raw = update(result, new, RunConfig(nrt={"highpass_window_px": 0}))
     assert raw.alert_pixels / result["mask"].size >= 0.001
 
 
@@ -154,13 +150,16 @@ def _closed_port():
     return port
 
 
-def test_webhook_receives_the_alerts(monitored, server):
+def test_update_posts_nothing_and_the_webhook_receives_the_alerts(monitored, server):
     url, recorder = server
     result, new = monitored
     y, x = _step_site(result)
     stepped = _with_step(new, y, x, new.attrs["wavelength"])
-    _, report = update(result, stepped, RunConfig(), NrtConfig(webhooks=[url]))
-    assert report.webhooks == [{"url": url, "ok": True, "status": 200, "attempts": 1, "error": ""}]
+    nrt = NrtConfig(webhooks=[url])
+    _, report = update(result, stepped, RunConfig(nrt=nrt))
+    assert report.alerts["features"] and recorder.bodies == []  # no HTTP: the job posts
+    records = post_alerts(report.alerts, nrt)
+    assert records == [{"url": url, "ok": True, "status": 200, "attempts": 1, "error": ""}]
     assert len(recorder.bodies) == 1
     content_type, body = recorder.bodies[0]
     assert content_type == "application/geo+json"
@@ -177,18 +176,18 @@ def test_webhook_retries_after_a_server_error(server):
     assert len(recorder.bodies) == 3
 
 
-def test_dead_webhook_does_not_block_or_fail_the_update(monitored, server):
+def test_dead_webhook_does_not_block_the_next(monitored, server):
+    """(That it never costs the update's result: tests/workflows/test_update_webhooks.py.)"""
     live, recorder = server
     dead = f"http://127.0.0.1:{_closed_port()}/hook"
     result, new = monitored
     y, x = _step_site(result)
     stepped = _with_step(new, y, x, new.attrs["wavelength"])
     nrt = NrtConfig(webhooks=[dead, live], webhook_retries=2, webhook_backoff_s=0.05)
+    _, report = update(result, stepped, RunConfig(nrt=nrt))
     start = time.perf_counter()
-    updated, report = update(result, stepped, RunConfig(), nrt)
+    failed, delivered = post_alerts(report.alerts, nrt)
     assert time.perf_counter() - start < 5.0
-    assert updated.sizes["time"] == result.sizes["time"] + 1
-    failed, delivered = report.webhooks
     assert not failed["ok"] and failed["attempts"] == 3 and failed["error"]
     assert delivered["ok"]  # the dead one did not stop the next
     # a budget shorter than the retries bounds the time spent on a dead webhook
@@ -230,7 +229,7 @@ def _updates(result, stack, dates, site=None, start=None):
         pairs = stack.isel(pair=stack["sec_date"].values == date).load()
         if site is not None:
             pairs = _add_trend(pairs, *site, start)
-        result, report = update(result, pairs, RunConfig(), NrtConfig())
+        result, report = update(result, pairs, RunConfig())
         reports.append(report)
     return result, reports
 

@@ -9,14 +9,11 @@ import xarray as xr
 from pydantic import ValidationError
 
 from mtinsar.analysis.network import Network
-from mtinsar.config import RunConfig
+from mtinsar.config import NrtConfig, RunConfig
 from mtinsar.errors import ConfigError, InputError
-from mtinsar.nrt.append import (
-    NrtConfig,
-    attach_network,
-    full_rerun_due,
-    update,
-)
+from mtinsar.nrt import update
+from mtinsar.nrt.network import attach_network
+from mtinsar.nrt.rerun import full_rerun_due
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.workflows.pipeline import run_sbas
 
@@ -49,7 +46,7 @@ def sequential(scene, withheld_run):
     reports, seconds = [], []
     for date in sc.dates[-N_NEW:]:
         start = time.perf_counter()
-        result, report = update(result, _pairs_ending(stack, date), RunConfig(), NrtConfig())
+        result, report = update(result, _pairs_ending(stack, date), RunConfig())
         seconds.append(time.perf_counter() - start)
         reports.append(report)
     return result, reports, seconds
@@ -132,7 +129,7 @@ def test_update_without_network_estimates_only_the_new_date(scene, withheld_run,
     sc, stack = scene
     result = withheld_run.result.drop_vars("nrt_network")  # runs attach it: take it away
     for date in sc.dates[-N_NEW:]:
-        result, _ = update(result, _pairs_ending(stack, date), RunConfig(), NrtConfig())
+        result, _ = update(result, _pairs_ending(stack, date), RunConfig())
     n_old = withheld_run.result.sizes["time"]
     np.testing.assert_array_equal(
         result["displacement"].values[:n_old], withheld_run.result["displacement"].values
@@ -146,17 +143,17 @@ def test_unwrapping_error_in_a_new_pair_is_corrected(scene, withheld_run):
     sc, stack = scene
     new = _pairs_ending(stack, sc.dates[-N_NEW]).copy(deep=True)
     assert new.sizes["pair"] >= 3
-    clean, _ = update(withheld_run.result, new, RunConfig(), NrtConfig())
+    clean, _ = update(withheld_run.result, new, RunConfig())
     unw = new["unw"].values
     unw[1, 10:30, 20:50] += 2 * np.pi
     new["unw"].values[...] = unw
-    fixed, report = update(withheld_run.result, new, RunConfig(), NrtConfig())
+    fixed, report = update(withheld_run.result, new, RunConfig())
     assert report.n_cycles_corrected >= 0.9 * 20 * 30
     a, b = clean["displacement"].values[-1], fixed["displacement"].values[-1]
     same = np.abs(a[10:30, 20:50] - b[10:30, 20:50]) < 1e-6
     assert same.mean() > 0.99  # a pixel whose clean pairs already disagree by ~π may differ
     off = RunConfig(unwrap={"closure": False})
-    broken, report = update(withheld_run.result, new, off, NrtConfig())
+    broken, report = update(withheld_run.result, new, off)
     assert report.n_cycles_corrected == 0
     jump = broken["displacement"].values[-1, 10:30, 20:50] - a[10:30, 20:50]
     assert np.nanmedian(np.abs(jump)) > 0.003  # a 2π error moves the mean of ~4 pairs by ~7 mm
@@ -166,8 +163,8 @@ def test_full_rerun_policy(scene, withheld_run):
     sc, stack = scene
     nrt = NrtConfig(full_rerun_every=2)
     result = withheld_run.result
-    result, first = update(result, _pairs_ending(stack, sc.dates[-5]), RunConfig(), nrt)
-    result, second = update(result, _pairs_ending(stack, sc.dates[-4]), RunConfig(), nrt)
+    result, first = update(result, _pairs_ending(stack, sc.dates[-5]), RunConfig(nrt=nrt))
+    result, second = update(result, _pairs_ending(stack, sc.dates[-4]), RunConfig(nrt=nrt))
     assert (first.full_rerun_due, second.full_rerun_due) == (False, True)
     assert "full_rerun_every" in second.full_rerun_reason
     assert result.attrs["nrt_updates_since_full"] == 2
@@ -179,25 +176,25 @@ def test_full_rerun_policy(scene, withheld_run):
 def test_bad_inputs_name_the_problem(scene, withheld_run):
     sc, stack = scene
     res = withheld_run.result
-    cfg, nrt = RunConfig(), NrtConfig()
+    cfg = RunConfig()
     two_dates = stack.isel(pair=np.isin(stack["sec_date"].values, sc.dates[-2:]))
     with pytest.raises(InputError, match="one date"):
-        update(res, two_dates, cfg, nrt)
+        update(res, two_dates, cfg)
     with pytest.raises(InputError, match="not after the last date"):
-        update(res, _pairs_ending(stack, sc.dates[-N_NEW - 1]), cfg, nrt)
+        update(res, _pairs_ending(stack, sc.dates[-N_NEW - 1]), cfg)
     with pytest.raises(InputError, match="start on dates the result does not have"):
-        update(res, _pairs_ending(stack, sc.dates[-1]), cfg, nrt)
+        update(res, _pairs_ending(stack, sc.dates[-1]), cfg)
     new = _pairs_ending(stack, sc.dates[-N_NEW])
     with pytest.raises(InputError, match="x grid"):
-        update(res, new.isel(x=slice(0, 50)), cfg, nrt)
+        update(res, new.isel(x=slice(0, 50)), cfg)
     with pytest.raises(InputError, match="'unw'"):
-        update(res, new.drop_vars("unw"), cfg, nrt)
+        update(res, new.drop_vars("unw"), cfg)
     with pytest.raises(InputError, match="no 'velocity'"):
-        update(res.drop_vars("velocity"), new, cfg, nrt)
+        update(res.drop_vars("velocity"), new, cfg)
     with pytest.raises(ConfigError, match="ramp"):
-        update(res, new, RunConfig(ramp={"enabled": True}), nrt)
+        update(res, new, RunConfig(ramp={"enabled": True}))
     with pytest.raises(InputError, match="quality control"):
-        update(res, new, RunConfig(qc={"min_mean_coherence": 0.99}), nrt)
+        update(res, new, RunConfig(qc={"min_mean_coherence": 0.99}))
     with pytest.raises(InputError, match="network has"):
         attach_network(
             res, Network.from_pair_dates(stack["ref_date"].values, stack["sec_date"].values)
@@ -216,9 +213,9 @@ def test_temporal_reference_date_is_kept(scene, withheld_run):
     shifted = base.copy()
     shifted["displacement"] = base["displacement"] - base["displacement"].isel(time=k)
     new = _pairs_ending(stack, sc.dates[-N_NEW])
-    plain, _ = update(base, new, RunConfig(), NrtConfig())
+    plain, _ = update(base, new, RunConfig())
     cfg = RunConfig(model={"reference_date": str(sc.dates[k])})
-    moved, _ = update(shifted, new, cfg, NrtConfig())
+    moved, _ = update(shifted, new, cfg)
     expected = plain["displacement"] - plain["displacement"].isel(time=k)
     np.testing.assert_allclose(moved["displacement"].values, expected.values, atol=1e-6)
     np.testing.assert_allclose(moved["velocity"].values, plain["velocity"].values, atol=1e-6)
@@ -233,13 +230,12 @@ def test_updated_result_round_trips_through_zarr(scene, withheld_run, tmp_path):
         attach_network(withheld_run.result, withheld_run.network),
         _pairs_ending(stack, sc.dates[-N_NEW]),
         RunConfig(),
-        NrtConfig(),
     )
     first.to_zarr(tmp_path / "v1.zarr", zarr_format=3, consolidated=False)
     reopened = xr.open_zarr(tmp_path / "v1.zarr", consolidated=False, decode_coords="all")
     new = _pairs_ending(stack, sc.dates[-N_NEW + 1])
-    a, _ = update(first, new, RunConfig(), NrtConfig())
-    b, report = update(reopened, new, RunConfig(), NrtConfig())
+    a, _ = update(first, new, RunConfig())
+    b, report = update(reopened, new, RunConfig())
     for name in ("displacement", "velocity", "velocity_std", "model_residual", "nrt_network"):
         np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-6, atol=1e-9)
     assert b.attrs["nrt_updates_since_full"] == 2 and report.updates_since_full == 2
@@ -254,8 +250,8 @@ def test_update_carries_the_runs_dem_error_over_to_the_new_date():
     run = run_sbas(stack.isel(pair=stack["sec_date"].values < last), cfg)
     result = attach_network(run.result, run.network)
     new = _pairs_ending(stack, last)
-    corrected, _ = update(result, new, cfg, NrtConfig())
-    uncorrected, _ = update(result.drop_vars("dem_error"), new, cfg, NrtConfig())
+    corrected, _ = update(result, new, cfg)
+    uncorrected, _ = update(result.drop_vars("dem_error"), new, cfg)
     res = run.result
     ref = {"lon": res.attrs["reference_lon"], "lat": res.attrs["reference_lat"]}
     full = run_sbas(stack, RunConfig(dem_error={"enabled": True}, reference=ref)).result
@@ -273,7 +269,7 @@ def test_update_refuses_corrections_it_cannot_apply(scene, withheld_run):
     sc, stack = scene
     cfg = RunConfig(ramp={"enabled": True})
     with pytest.raises(ConfigError, match=r"corrections \[ramp\].*mtinsar run --full"):
-        update(withheld_run.result, _pairs_ending(stack, sc.dates[-N_NEW]), cfg, NrtConfig())
+        update(withheld_run.result, _pairs_ending(stack, sc.dates[-N_NEW]), cfg)
 
 
 def test_dem_error_carried_over_needs_the_new_pairs_baselines(scene, withheld_run):
@@ -281,4 +277,4 @@ def test_dem_error_carried_over_needs_the_new_pairs_baselines(scene, withheld_ru
     result = withheld_run.result.assign(dem_error=withheld_run.result["velocity"] * 0 + 5.0)
     new = _pairs_ending(stack, sc.dates[-N_NEW]).drop_vars("bperp")
     with pytest.raises(InputError, match=r"corrected for DEM error.*'bperp'"):
-        update(result, new, RunConfig(), NrtConfig())
+        update(result, new, RunConfig())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mtinsar.analysis.network import Network
-from mtinsar.nrt.append import network_information
+from mtinsar.nrt.network import network_information
 from mtinsar.nrt.sequential import corrected_history, sequential_update
 
 

@@ -144,8 +144,8 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
     """Each update's store holds only its new date, the history's low-rank correction and
     the changed layers; opened, it equals the result the update computed in memory, and
     the version below it still reads as it was."""
+    from mtinsar import nrt
     from mtinsar.config import RunConfig
-    from mtinsar.nrt import append as nrt
     from mtinsar.workflows import jobs as workflow
 
     full, old, scene = frames
@@ -156,7 +156,7 @@ def test_update_versions_are_layers_that_compose_to_the_updated_result(frames, t
     middle = _frame_without(full, tmp_path / "middle", {last})
     base = versions.open_version(results).load()
     expected, _ = nrt.update(
-        base, workflow.read_source(middle, cfg, after=base["time"].values[-1]).load(), cfg, cfg.nrt
+        base, workflow.read_source(middle, cfg, after=base["time"].values[-1]).load(), cfg
     )
     workflow.update_folder(results, middle, cfg)
     layer = xr.open_zarr(versions.store_path(results, 1))

@@ -6,10 +6,10 @@ date 0 fixed (one (n x n) matrix for the scene, `step_gain`). Conditioning it on
 pairs is the Kalman analysis step (Dalaison & Jolivet 2020, JGR Solid Earth 125,
 e2019JB019150; no forecast noise): x_new and x_W are solved jointly with the prior
 x_W ~ N(x̂_W, σ²Q_WW), and every other date moves by the regression Q_rW Q_WW⁻¹ δx_W. Per
-pixel that is an (|W|+1)² system, solved by a numba kernel that also does the unwrapping
-check (pairs' estimates of the new phase 2π·m away from their median are shifted by that
-multiple, Yunjun et al. 2019, Comput. Geosci. 133) in one pass over the pixels with no
-(pairs, pixels) temporaries.
+pixel that is an (|W|+1)² system. Two compiled passes over each block of pixels make the
+step: the unwrapping check (pairs' estimates of the new phase 2π·m away from their median
+are shifted by that multiple, Yunjun et al. 2019, Comput. Geosci. 133), then the solve,
+with no (pairs, pixels) temporaries besides the pairs' phases the step returns.
 """
 
 from __future__ import annotations
@@ -135,13 +135,14 @@ def sequential_step(
     new, delta = np.empty(npx), np.empty((m, npx))
     n_pairs, cycles = np.empty(npx, dtype=np.int16), np.empty(npx, dtype=np.int16)
     phase = np.empty((k, npx))
-    kernel = jit.compiled(_step_pixels)
+    phases, solve = jit.compiled(_new_phases), jit.compiled(_solve_step)
     fixed0 = step.dates_w == 0
     j = step.j.astype(np.int64)
 
     def task(b: slice) -> None:  # whole arrays and a pixel range: one compiled signature
-        kernel(x_w, unw, w, j, step.prior, fixed0, to_metres, fix_cycles, b.start,
-               min(b.stop, npx), new, delta, n_pairs, cycles, phase)  # fmt: skip
+        lo, hi = b.start, min(b.stop, npx)
+        phases(x_w, unw, w, j, to_metres, fix_cycles, lo, hi, n_pairs, cycles, phase)
+        solve(x_w, phase, w, j, step.prior, fixed0, to_metres, lo, hi, n_pairs, new, delta)
 
     jit.over_blocks(task, npx, _BLOCK_PX, threads)
     return NewDate(
@@ -160,23 +161,22 @@ def warm_up() -> None:
     sequential_step(one, np.zeros((1, 1)), np.zeros((1, 1)), 1.0, threads=1)
 
 
-def _step_pixels(
-    x_w, unw, w, j, prior, fixed0, to_m, fix, lo, hi, new, delta, n_pairs, cycles, phase
-):  # pragma: no cover
-    """Kernel of `sequential_step` on the pixels lo..hi-1 (numba; arrays pixel-last)."""
-    m, k = x_w.shape[0], unw.shape[0]
-    hess, rhs = np.empty((m + 1, m + 1)), np.empty(m + 1)
-    est, ww, vals = np.empty(k), np.empty(k), np.empty(k)
+def _new_phases(x_w, unw, w, j, to_m, fix, lo, hi, n_pairs, cycles, phase):  # pragma: no cover
+    """First pass of `sequential_step` on the pixels lo..hi-1 (numba; arrays pixel-last):
+    each pair's estimate of the new phase [rad] into `phase` (NaN: pair not valid), with
+    the unwrapping check; the valid pairs and the pairs shifted into `n_pairs`, `cycles`."""
+    k = unw.shape[0]
+    vals = np.empty(k)
     for p in range(lo, hi):
         n = 0
         for i in range(k):
             ph = x_w[j[i], p] / to_m + unw[i, p]
             wi = w[i, 0] if w.shape[1] == 1 else w[i, p]
             if np.isfinite(ph) and np.isfinite(wi) and wi > 0:
-                est[i], ww[i], vals[n] = ph, wi, ph
+                phase[i, p], vals[n] = ph, ph
                 n += 1
             else:
-                est[i], ww[i] = np.nan, 0.0
+                phase[i, p] = np.nan
         ncyc = 0
         if fix and n >= 3:  # an estimate ~2π·m from the median is an unwrapping error
             for a in range(1, n):  # insertion sort of a few values: no allocation
@@ -187,15 +187,24 @@ def _step_pixels(
                 vals[b + 1] = v
             centre = 0.5 * (vals[(n - 1) // 2] + vals[n // 2])
             for i in range(k):
-                if ww[i] > 0:
-                    c = np.rint((est[i] - centre) / (2 * np.pi))
+                if np.isfinite(phase[i, p]):
+                    c = np.rint((phase[i, p] - centre) / (2 * np.pi))
                     if c != 0:
-                        est[i] -= 2 * np.pi * c
+                        phase[i, p] -= 2 * np.pi * c
                         ncyc += 1
         n_pairs[p], cycles[p] = n, ncyc
-        complete = n > 0
-        for i in range(k):
-            phase[i, p] = est[i]
+
+
+def _solve_step(
+    x_w, phase, w, j, prior, fixed0, to_m, lo, hi, n_pairs, new, delta
+):  # pragma: no cover
+    """Second pass of `sequential_step` on the pixels lo..hi-1 (numba; arrays pixel-last):
+    the new date and the history's correction at the dates W from the pairs' phases of
+    `_new_phases`, by the joint least-squares system of the module docstring."""
+    m, k = x_w.shape[0], phase.shape[0]
+    hess, rhs, ww = np.empty((m + 1, m + 1)), np.empty(m + 1), np.empty(k)
+    for p in range(lo, hi):
+        complete = n_pairs[p] > 0
         for a in range(m):
             complete = complete and np.isfinite(x_w[a, p])
         if not complete:
@@ -204,9 +213,11 @@ def _step_pixels(
                 delta[a, p] = 0.0
             continue
         wsum = 0.0
-        for i in range(k):
+        for i in range(k):  # a pair is valid where it has a phase: its weight, else 0
+            ok = np.isfinite(phase[i, p])
+            ww[i] = (w[i, 0] if w.shape[1] == 1 else w[i, p]) if ok else 0.0
             wsum += ww[i]
-        wbar = wsum / n
+        wbar = wsum / n_pairs[p]
         for a in range(m):  # the prior's information, scaled by the mean pair weight
             s = 0.0
             for b in range(m):
@@ -218,7 +229,7 @@ def _step_pixels(
         for i in range(k):  # pair i observes x_new - x[j_i]
             if ww[i] == 0:
                 continue
-            y = est[i] * to_m - x_w[j[i], p]
+            y = phase[i, p] * to_m - x_w[j[i], p]
             rhs[m] += ww[i] * y
             a = j[i]
             if not fixed0[a]:  # x_0 = 0 is known: the pair observes x_new alone

@@ -1,26 +1,33 @@
 """Whole jobs, from products to a result folder: what `mtinsar run`/`update` and the service do.
 
 Each function takes a validated `RunConfig`, reads where the products lie, and writes its
-result folder atomically (an earlier result stays intact when it fails).
+result folder atomically (an earlier result stays intact when it fails). A job runs with
+its storage settings and on its scheduler (`_job`) and leaves the process's as they were.
+An update's alerts are posted to the webhooks here, once per update and after its version
+is written (`mtinsar.nrt.update` itself does no I/O).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from mtinsar.config import RunConfig
+from mtinsar import atomic, nrt
+from mtinsar.config import NrtConfig, RunConfig
 from mtinsar.errors import InputError, MtinsarError, NothingSelected
 from mtinsar.io.products import FORMATS, read_listed, read_products
-from mtinsar.nrt import append as nrt
-from mtinsar.nrt import sequential
+from mtinsar.nrt import alerts, rerun, sequential, webhooks
 from mtinsar.nrt import state as nrt_state
-from mtinsar.results import versions
+from mtinsar.nrt.append import CHANGED_VARIABLES
+from mtinsar.results import layout, versions
 from mtinsar.results import writer as output
 from mtinsar.sources import remote, stac
 from mtinsar.workflows import pipeline
@@ -28,6 +35,14 @@ from mtinsar.workflows.checkpoint import Checkpoint, fingerprint, work_folder
 from mtinsar.workflows.execution import executor
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _job(cfg: RunConfig) -> Iterator[None]:
+    """The job's storage settings (`cfg.storage`) and scheduler (`cfg.execution`) for the
+    enclosed block; the process's own are back after it."""
+    with remote.using(cfg.storage), executor(cfg.execution):
+        yield
 
 
 def run_to_folder(
@@ -42,21 +57,20 @@ def run_to_folder(
     `MtinsarError`: running again cannot help until they change). Returns the run's
     summary (as in summary.json).
     """
-    remote.configure(cfg.storage)
-    output.check_writable(out)  # fail before hours of work, not after
-    stack = pipeline.load_input(source, cfg, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Checkpoint.open(work_folder(out), fingerprint(source, stack, cfg), fresh=fresh)
-    try:
-        with executor(cfg.execution):
+    with _job(cfg):
+        output.check_writable(out)  # fail before hours of work, not after
+        stack = pipeline.load_input(source, cfg, progress=progress)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        work = Checkpoint.open(work_folder(out), fingerprint(source, stack, cfg), fresh=fresh)
+        try:
             # the time series streams to a store in the work folder (bounded memory), which
             # the result folder then adopts
-            store = work.folder / "timeseries.zarr"
+            store = work.folder / layout.STORE
             sbas = pipeline.run_sbas(stack, cfg, progress, store=store, checkpoint=work)
             output.write_results(sbas, out, cfg.output, chunk_size=cfg.ingest.chunk_size)
-    except MtinsarError:
-        work.remove()
-        raise
+        except MtinsarError:
+            work.remove()
+            raise
     work.remove()
     return sbas.summary
 
@@ -116,13 +130,15 @@ def update_folder(
 
     Returns human-readable lines of what was done (one per date, then a closing line);
     empty pairs are ignored, so calling it twice with the same products adds nothing.
-    With `full_when_due`, when the re-run policy (`cfg.nrt`, `nrt.rerun_due`) says so after
-    the update (or already before, e.g. when an earlier re-run was killed), the whole
-    history is then re-inverted as one more version (`rerun_as_version`). Runs on the
-    configured scheduler (`cfg.execution`).
+    The version holds the alerts of all the dates added (alerts.geojson, each feature with
+    its date) and their reports (update.json); once it is written, that collection is
+    POSTed to each of `cfg.nrt.webhooks` once (`_post_alerts`). With `full_when_due`, when
+    the re-run policy (`cfg.nrt`, `rerun.rerun_due`) says so after the update (or already
+    before, e.g. when an earlier re-run was killed), the whole history is then re-inverted
+    as one more version (`rerun_as_version`). Runs on the configured scheduler
+    (`cfg.execution`).
     """
-    remote.configure(cfg.storage)
-    with executor(cfg.execution):
+    with _job(cfg):
         return _update_folder(results, products, cfg, progress, full_when_due)
 
 
@@ -139,7 +155,7 @@ def _update_folder(
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     if new_dates.size == 0:
         lines = [f"{stamp} no pair ends after {str(last)[:10]}: nothing to add"]
-        due, reason = nrt.rerun_due(result, cfg.nrt)
+        due, reason = rerun.rerun_due(result, cfg.nrt)
         if due and full_when_due:
             lines.append(_rerun_line(results, products, cfg, progress, reason))
         return lines
@@ -149,38 +165,39 @@ def _update_folder(
     for date in new_dates:
         known = np.isin(stack["ref_date"].values, result["time"].values)
         pairs = stack.isel(pair=(sec == date) & known).load()
-        result, report = nrt.update(result, pairs, cfg, cfg.nrt)
+        result, report = nrt.update(result, pairs, cfg)
         reports.append(report)
         lines.append(
             f"{report.date}: {len(report.pairs_used)} pairs, "
             f"{report.n_pixels_estimated} pixels, {report.alert_pixels} alert pixels"
         )
+    collection = alerts.merged([r.alerts for r in reports])
 
     def fill(folder: Path) -> None:
         if versions.layers_below(base_store) + 1 < versions.MAX_LAYERS:
             gain, delta = _history_correction(reports, result.sizes["time"])
-            store = folder / versions.STORE
+            store = folder / layout.STORE
             layer = versions.layer_dataset(
-                result, base, base_store, store, gain, delta, nrt.CHANGED_VARIABLES
+                result, base, base_store, store, gain, delta, CHANGED_VARIABLES
             )
-            output.write_store(layer, folder, versions.STORE)
+            output.write_store(layer, folder, layout.STORE)
         else:  # whole: the composed cube in blocks of every date (Zarr wants even chunks)
             whole = result.assign(displacement=result["displacement"].chunk({"time": -1}))
-            output.write_store(whole, folder, versions.STORE)
-        nrt.write_alerts(reports[-1].alerts, folder / "alerts.geojson")
+            output.write_store(whole, folder, layout.STORE)
+        atomic.write_text(folder / layout.ALERTS, json.dumps(collection, indent=1))
         summaries = [r.summary() for r in reports]
-        (folder / "update.json").write_text(json.dumps(summaries, indent=2, default=str))
+        atomic.write_text(folder / layout.UPDATE, json.dumps(summaries, indent=2, default=str))
 
     number = versions.write_version(results, fill)
-    for report in reports:  # after the version is safe: a dead webhook never costs a result
-        nrt.post_alerts(report.alerts, cfg.nrt)
-    due, reason = nrt.rerun_due(result, cfg.nrt)
+    posted = _post_alerts(collection, cfg.nrt)  # after the version: a dead webhook costs none
+    due, reason = rerun.rerun_due(result, cfg.nrt)
     hint = "" if full_when_due else ": mtinsar update --full-when-due"
     lines.append(
         f"{stamp} {len(new_dates)} date(s) added in {time.perf_counter() - start:.1f} s: "
         f"version {before} -> {number} in {results}/versions/"
         + (f"; a full re-run is due ({reason}){hint}" if due else "")
     )
+    lines += posted
     store = versions.store_path(results, number)
     depth = versions.layers_below(store)
     if depth and depth + 1 >= versions.MAX_LAYERS:  # off the update's path: it is done
@@ -188,6 +205,20 @@ def _update_folder(
     if due and full_when_due:
         lines.append(_rerun_line(results, products, cfg, progress, reason))
     return lines
+
+
+def _post_alerts(collection: dict[str, Any], nrt_cfg: NrtConfig) -> list[str]:
+    """POST an update's alerts to `nrt_cfg.webhooks`, each once; when it raised none, only
+    with `webhook_on_quiet` (a heartbeat). A line saying where they went (none: no POST)."""
+    if not nrt_cfg.webhooks or not (collection["features"] or nrt_cfg.webhook_on_quiet):
+        return []
+    records = webhooks.post_alerts(collection, nrt_cfg)
+    failed = [f"{r['url']} ({r['error']})" for r in records if not r["ok"]]
+    return [
+        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {len(collection['features'])} alert area(s) "
+        f"posted to {len(records) - len(failed)}/{len(records)} webhook(s)"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    ]
 
 
 def _compact_line(layer: Path) -> str:
@@ -219,7 +250,7 @@ def _history_correction(
 
 def _rerun_line(results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str) -> str:
     start = time.perf_counter()
-    number = rerun_as_version(results, source, cfg, progress=progress, reason=reason)
+    number = _rerun_version(results, source, cfg, progress, reason)
     return (
         f"{time.strftime('%Y-%m-%dT%H:%M:%S')} full re-run of the whole history "
         f"({time.perf_counter() - start:.0f} s): version {number} in {results}/versions/"
@@ -263,7 +294,15 @@ def rerun_as_version(
     summary.json (with a ``full_rerun`` entry: reason, source, version replaced) and
     pairs.csv.
     """
-    remote.configure(cfg.storage)
+    with _job(cfg):
+        return _rerun_version(results, source, cfg, progress, reason)
+
+
+def _rerun_version(
+    results: Path, source: Source, cfg: RunConfig, progress: bool, reason: str
+) -> int:
+    """`rerun_as_version` inside its job (`_job(cfg)`: the re-run's storage and scheduler
+    are `cfg`'s, `rerun_config`)."""
     before = versions.current(results)
     run_cfg = rerun_config(versions.open_version(results), cfg)
     stack = read_source(source, run_cfg, progress=progress)
@@ -271,15 +310,14 @@ def rerun_as_version(
         raise InputError(f"{source}: no products found for the full re-run of {results}")
 
     def fill(folder: Path) -> None:
-        with executor(run_cfg.execution):
-            store = folder / versions.STORE
-            sbas = pipeline.run_sbas(stack, run_cfg, progress=progress, store=store)
+        store = folder / layout.STORE
+        sbas = pipeline.run_sbas(stack, run_cfg, progress=progress, store=store)
         summary = {
             **sbas.summary,
             "full_rerun": {"reason": reason, "source": str(source), "replaces_version": before},
         }
-        (folder / output.SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
-        sbas.pairs.to_dataframe().to_csv(folder / output.PAIRS)
+        (folder / layout.SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        sbas.pairs.to_dataframe().to_csv(folder / layout.PAIRS)
 
     number = versions.write_version(results, fill)
     log.info("full re-run of %s written as version %d", results, number)

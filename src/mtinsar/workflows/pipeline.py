@@ -41,7 +41,7 @@ from mtinsar.corrections.reference import (
 from mtinsar.corrections.unwrap import correct_closure
 from mtinsar.errors import NetworkError
 from mtinsar.io.products import read_products
-from mtinsar.nrt.append import attach_network
+from mtinsar.nrt.network import attach_network
 from mtinsar.progress import progress_bar
 from mtinsar.results.writer import SbasRun
 from mtinsar.sources.remote import as_path
