@@ -8,7 +8,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
-
 #: Functions that compiled kernels call, by module (`helper`).
 _HELPERS: dict[str, list[Callable]] = {}
 
