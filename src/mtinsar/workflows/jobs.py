@@ -43,6 +43,7 @@ def run_to_folder(
     summary (as in summary.json).
     """
     remote.configure(cfg.storage)
+    pipeline.check_runnable(cfg)
     output.check_writable(out)  # fail before hours of work, not after
     stack = pipeline.load_input(source, cfg, progress=progress)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +267,7 @@ def rerun_as_version(
     remote.configure(cfg.storage)
     before = versions.current(results)
     run_cfg = rerun_config(versions.open_version(results), cfg)
+    pipeline.check_runnable(run_cfg)
     stack = read_source(source, run_cfg, progress=progress)
     if stack is None:
         raise InputError(f"{source}: no products found for the full re-run of {results}")
