@@ -1,7 +1,12 @@
+import os
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
+import mtinsar
 from mtinsar.config import RunConfig, default_toml, load_config
 from mtinsar.errors import ConfigError
 
@@ -46,3 +51,16 @@ def test_bad_config_names_the_file_and_field(tmp_path, text, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_importing_the_config_imports_no_stage():
+    """The schema is the ground floor: loading it pulls in no science, I/O or workflow."""
+    code = "import sys, mtinsar.config; print(*sorted(m for m in sys.modules if 'mtinsar' in m))"
+    src = str(Path(mtinsar.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert "mtinsar.config" in loaded
+    ground = {"mtinsar", "mtinsar.errors", "mtinsar.conventions"}
+    assert [m for m in loaded if m not in ground and not m.startswith("mtinsar.config")] == []

@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 from mtinsar import stack
+from mtinsar.config import StorageConfig
 from mtinsar.errors import InputError
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.sources import remote
@@ -110,7 +111,7 @@ def test_unreachable_endpoint_retries_then_names_url(monkeypatch, scene_stack, a
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setattr(remote, "_active", remote.StorageConfig(retries=3, backoff_s=0.2))
+    monkeypatch.setattr(remote, "_active", StorageConfig(retries=3, backoff_s=0.2))
     url = f"s3://{BUCKET}/stack.zarr"
     start = time.monotonic()
     with pytest.raises(InputError) as info:

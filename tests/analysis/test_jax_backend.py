@@ -1,5 +1,7 @@
 """The JAX backend (GPU when jax has CUDA) against the CPU solvers, run here on JAX's CPU."""
 
+import re
+
 import numpy as np
 import pytest
 from tests.analysis.test_envelope import _licsar, _pixels
@@ -8,7 +10,8 @@ from mtinsar.analysis import envelope, jax_backend
 from mtinsar.analysis.inversion import _line_basis, invert
 from mtinsar.config import RunConfig, load_config
 from mtinsar.errors import ConfigError
-from mtinsar.workflows.pipeline import load_input, run_sbas
+from mtinsar.workflows.jobs import run_to_folder
+from mtinsar.workflows.pipeline import check_runnable, load_input, run_sbas
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.05])
@@ -54,3 +57,27 @@ def test_min_norm_on_jax_is_refused(tmp_path):
         load_config(toml)
     with pytest.raises(ValueError, match="backend"):
         invert(np.zeros((3, 1)), _licsar(4), "min-norm", backend="jax")
+
+
+@pytest.fixture
+def without_jax(monkeypatch):
+    """This machine as one without jax installed."""
+    monkeypatch.setattr(jax_backend, "available", lambda: False)
+
+
+def test_a_jax_config_is_valid_where_jax_is_missing(tmp_path, without_jax):
+    # a config is a schema: a machine that only reads a jax run's result can still load it
+    toml = tmp_path / "run.toml"
+    toml.write_text('[inversion]\nbackend = "jax"\n')
+    assert load_config(toml).inversion.backend == "jax"
+
+
+def test_a_jax_run_where_jax_is_missing_is_refused_before_any_work(tmp_path, without_jax):
+    cfg = RunConfig.model_validate({"inversion": {"backend": "jax"}})
+    with pytest.raises(ConfigError, match=re.escape(jax_backend.MISSING)):
+        run_sbas(object(), cfg)  # refused before the stack is looked at
+    out = tmp_path / "results"
+    with pytest.raises(ConfigError, match=re.escape(jax_backend.MISSING)):
+        run_to_folder(tmp_path / "no_products", out, cfg)  # before the input is read
+    assert list(tmp_path.iterdir()) == []  # no result, no work folder
+    check_runnable(RunConfig())  # the numpy backend needs nothing more

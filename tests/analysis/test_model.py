@@ -3,7 +3,6 @@ import pytest
 from pydantic import ValidationError
 
 from mtinsar.analysis.model import (
-    ModelConfig,
     design_matrix,
     fit_model,
     linear_velocity,
@@ -11,7 +10,7 @@ from mtinsar.analysis.model import (
     reference_index,
     rereference,
 )
-from mtinsar.config import RunConfig
+from mtinsar.config import ModelConfig, RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.errors import ConfigError
 from mtinsar.simulate import SceneConfig, simulate_scene

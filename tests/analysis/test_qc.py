@@ -8,6 +8,7 @@ import pytest
 
 from mtinsar.analysis import qc
 from mtinsar.analysis.network import Network
+from mtinsar.config import QcConfig
 from mtinsar.corrections.reference import auto_reference, reference_phase
 from mtinsar.errors import InputError
 from mtinsar.simulate import SceneConfig, simulate_scene
@@ -77,7 +78,7 @@ def test_pair_counts_and_table_on_known_values():
     np.testing.assert_array_equal(counts.n_valid, [3, 1, 0])
     # column 0: pixels in no component (label 0 or no data)
     np.testing.assert_array_equal(counts.component_pixels, [[1, 2, 1], [3, 1, 0], [4, 0, 0]])
-    cfg = qc.QcConfig(min_mean_coherence=0.1, min_valid_fraction=0.5, min_component_pixels=1)
+    cfg = QcConfig(min_mean_coherence=0.1, min_valid_fraction=0.5, min_component_pixels=1)
     cfg.max_components = 1
     table = qc.pair_table(counts, ["a", "b", "c"], cfg)
     np.testing.assert_allclose(table["mean_coherence"][:2], [0.5, 0.04], rtol=1e-6)
@@ -125,7 +126,7 @@ def test_default_rules_keep_the_simulated_pairs_and_drop_a_decorrelated_one(scen
     unw = unw.copy()
     unw[7, :, 30:] = np.nan  # pair 7 unwrapped on a quarter of the scene only
     counts = qc.pair_counts(unw, coh)
-    table = qc.pair_table(counts, stack["pair"].values, qc.QcConfig())
+    table = qc.pair_table(counts, stack["pair"].values, QcConfig())
     assert table["keep"].values.sum() == net.n_pairs - 1 and not table["keep"].values[7]
     assert str(table["reason"].values[7]).startswith("valid fraction 0.2")
     assert table["n_components"].values.tolist() == [-1] * net.n_pairs  # no conncomp
@@ -135,7 +136,7 @@ def test_default_rules_keep_the_simulated_pairs_and_drop_a_decorrelated_one(scen
 
 
 def _screen(net, unw, cfg=None):
-    cfg = cfg or qc.QcConfig()
+    cfg = cfg or QcConfig()
     c = net.closure_matrix(long_loops=cfg.long_loops, max_length=cfg.max_loop_length)
     counts, _ = qc.loop_counts(unw, c, cfg.closure_threshold)
     return qc.screen_pairs(counts, c, cfg)
@@ -169,7 +170,7 @@ def test_long_loops_catch_an_error_in_a_year_pair():
     unw = unw.copy()
     unw[year, 20:45, 30:60] += 2 * np.pi  # a patch of 750 pixels off by one cycle
     assert _screen(net, unw).flagged.tolist() == [k == year for k in range(net.n_pairs)]
-    triplets_only = _screen(net, unw, qc.QcConfig(long_loops=0))
+    triplets_only = _screen(net, unw, QcConfig(long_loops=0))
     assert not triplets_only.checked[year] and not triplets_only.flagged.any()
 
 
@@ -177,14 +178,14 @@ def test_screening_table_and_drop_options(scenes):
     _, stack, net, unw, errors = scenes[2]
     truth = sorted(e["index"] for e in errors)
     table = qc.pair_table(
-        qc.pair_counts(unw, stack["coh"].values), stack["pair"].values, qc.QcConfig()
+        qc.pair_counts(unw, stack["coh"].values), stack["pair"].values, QcConfig()
     )
     s = _screen(net, unw)
-    report = qc.add_screening(table, s, qc.QcConfig())
+    report = qc.add_screening(table, s, QcConfig())
     assert report["keep"].all()  # default: flagged pairs are reported, kept for correction
     assert np.flatnonzero(report["unwrap_error"].values).tolist() == truth
     assert (report["n_bad_loops"].values[truth] >= 1).all()
-    dropped = qc.add_screening(table, s, qc.QcConfig(drop_flagged=True))
+    dropped = qc.add_screening(table, s, QcConfig(drop_flagged=True))
     assert np.flatnonzero(~dropped["keep"].values).tolist() == truth
     k = truth[0]
     assert dropped["reason"].values[k] == (
@@ -196,22 +197,22 @@ def test_closure_error_count_layer(scenes):
     """~0 loops close badly on a clean scene; most loops do inside the injected patches."""
     clean_scene, _, net, unw, _ = error_scene(0, fraction=0.0)
     c = net.closure_matrix(long_loops=3)
-    count = qc.closure_error_count(unw, c, qc.QcConfig().closure_threshold)
+    count = qc.closure_error_count(unw, c, QcConfig().closure_threshold)
     land = ~clean_scene.truth["water"].values
     assert count.shape == (100, 120) and count.dtype == np.int16
     assert count[land].mean() < 0.005 and count.max() <= 1
 
     scene, _, net, unw, errors = scenes[0]
     c = net.closure_matrix(long_loops=3)
-    count = qc.closure_error_count(unw, c, qc.QcConfig().closure_threshold)
+    count = qc.closure_error_count(unw, c, QcConfig().closure_threshold)
     patch = patch_mask(errors, count.shape, unw)
     assert patch.sum() > 500
     assert (count[patch] >= 2).mean() > 0.98
     assert count[~patch & land].mean() < 0.005
     # The per-pixel layer of loop_counts, exactly, NaN pairs included.
     holed = np.where(np.random.default_rng(1).random(unw.shape) < 0.05, np.nan, unw)
-    _, pixel = qc.loop_counts(holed, c, qc.QcConfig().closure_threshold)
-    count = qc.closure_error_count(holed, c, qc.QcConfig().closure_threshold)
+    _, pixel = qc.loop_counts(holed, c, QcConfig().closure_threshold)
+    count = qc.closure_error_count(holed, c, QcConfig().closure_threshold)
     np.testing.assert_array_equal(count, pixel.n_bad_loops)
 
 
@@ -229,11 +230,11 @@ def test_closure_phase_marks_missing_pairs_and_checks_shapes():
 
 def test_config_rejects_bad_thresholds():
     with pytest.raises(pydantic.ValidationError, match="min_valid_fraction"):
-        qc.QcConfig(min_valid_fraction=1.5)
+        QcConfig(min_valid_fraction=1.5)
     with pytest.raises(pydantic.ValidationError, match="closure_threshold"):
-        qc.QcConfig(closure_threshold=0)
+        QcConfig(closure_threshold=0)
     with pytest.raises(pydantic.ValidationError, match="extra"):
-        qc.QcConfig(min_coherence=0.2)
+        QcConfig(min_coherence=0.2)
 
 
 def test_a_network_without_loops_checks_nothing_and_can_drop_the_unchecked():
@@ -243,9 +244,9 @@ def test_a_network_without_loops_checks_nothing_and_can_drop_the_unchecked():
     unw = np.random.default_rng(0).normal(0, 3, (2, 6, 7))
     counts, pixel = qc.loop_counts(unw, c)
     assert c.shape == (0, 2) and pixel.n_bad_loops.shape == (6, 7) and not pixel.n_loops.any()
-    s = qc.screen_pairs(counts, c, qc.QcConfig())
+    s = qc.screen_pairs(counts, c, QcConfig())
     assert not s.flagged.any() and not s.checked.any()
-    cfg = qc.QcConfig(drop_unchecked=True)
+    cfg = QcConfig(drop_unchecked=True)
     table = qc.pair_table(qc.pair_counts(unw, np.full_like(unw, 0.5)), ["p0", "p1"], cfg)
     table = qc.add_screening(table, s, cfg)
     assert table["reason"].values.tolist() == ["no loop checks it (qc.drop_unchecked)"] * 2

@@ -10,13 +10,9 @@ import pydantic
 import pytest
 
 from mtinsar.analysis.model import linear_velocity
-from mtinsar.config import RunConfig
+from mtinsar.config import DemErrorConfig, RunConfig
 from mtinsar.conventions import years_since
-from mtinsar.corrections.dem_error import (
-    DemErrorConfig,
-    correct_dem_error,
-    deformation_design,
-)
+from mtinsar.corrections.dem_error import correct_dem_error, deformation_design
 from mtinsar.errors import InputError
 from mtinsar.simulate import SLANT_RANGE_M, SceneConfig, load_truth, simulate_scene, write_licsar
 from mtinsar.simulate.score import referenced_truth, score_result

@@ -14,10 +14,9 @@ import xarray as xr
 from scipy.interpolate import RegularGridInterpolator
 
 from mtinsar.analysis.model import linear_velocity
-from mtinsar.config import RunConfig
+from mtinsar.config import ExternalDelayConfig, RunConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.external import (
-    ExternalDelayConfig,
     correct_external,
     delay_to_displacement,
     find_delay_files,

@@ -5,15 +5,9 @@ import pydantic
 import pytest
 
 from mtinsar.analysis.model import linear_velocity
-from mtinsar.config import RunConfig
+from mtinsar.config import RampConfig, RunConfig
 from mtinsar.conventions import years_since
-from mtinsar.corrections.ramp import (
-    RampConfig,
-    correct_ramp,
-    fit_per_date,
-    ramp_basis,
-    reference_value,
-)
+from mtinsar.corrections.ramp import correct_ramp, fit_per_date, ramp_basis, reference_value
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import referenced_truth, score_result
 from mtinsar.workflows.pipeline import run_sbas

@@ -5,10 +5,10 @@ import pydantic
 import pytest
 
 from mtinsar.analysis.model import linear_velocity
-from mtinsar.config import RunConfig
+from mtinsar.config import RunConfig, TroposphereConfig
 from mtinsar.conventions import years_since
 from mtinsar.corrections.ramp import correct_ramp, ramp_basis
-from mtinsar.corrections.troposphere import TroposphereConfig, correct_phase_elevation
+from mtinsar.corrections.troposphere import correct_phase_elevation
 from mtinsar.errors import InputError
 from mtinsar.simulate import SceneConfig, simulate_scene
 from mtinsar.simulate.score import score_result

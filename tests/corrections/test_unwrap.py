@@ -8,10 +8,9 @@ import pytest
 from scipy import ndimage
 
 from mtinsar.analysis.network import Network
-from mtinsar.config import RunConfig
+from mtinsar.config import RunConfig, UnwrapConfig
 from mtinsar.corrections.reference import auto_reference, reference_phase
 from mtinsar.corrections.unwrap import (
-    UnwrapConfig,
     apply_component_cycles,
     bridge_components,
     closure_cycles,

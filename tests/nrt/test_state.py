@@ -5,7 +5,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from mtinsar.analysis.model import ModelConfig, fit_model
+from mtinsar.analysis.model import fit_model
+from mtinsar.config import ModelConfig
 from mtinsar.nrt.state import (
     add_date,
     build_state,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from mtinsar.analysis import jax_backend
 from mtinsar.service import auth, db
 from mtinsar.service.app import CONFORMANCE
 from mtinsar.service.db import Job
@@ -98,6 +99,20 @@ def test_bad_inputs_are_refused_with_400_naming_the_input(service, tmp_path):
         assert named in answer.json()["detail"]
     answer = client.post("/processes/sbas/execution", content=b"{", headers=headers)
     assert answer.status_code == 400 and answer.json()["status"] == 400
+
+
+def test_the_jax_backend_is_refused_with_400_where_jax_is_missing(service, monkeypatch):
+    config, client, factory = service
+    monkeypatch.setattr(jax_backend, "available", lambda: False)
+    inputs = {
+        "source": str(config.data_dir / "inbox" / "frame"),
+        "config": {"inversion": {"backend": "jax"}},
+    }
+    answer = client.post(
+        "/processes/sbas/execution", json={"inputs": inputs}, headers=_key(factory, "ann")
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["detail"] == jax_backend.MISSING
 
 
 def test_execute_queues_an_async_job_and_lists_it(service):

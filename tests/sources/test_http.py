@@ -18,7 +18,7 @@ from http_server import serve_folder
 from s3_server import closed_port
 from test_remote import _bbox_fraction, _product_bytes, _to_cog
 
-from mtinsar.config import IngestConfig
+from mtinsar.config import IngestConfig, StorageConfig
 from mtinsar.errors import InputError
 from mtinsar.io.mintpy import write_mintpy
 from mtinsar.io.products import detect_format, read_products
@@ -94,7 +94,7 @@ def test_missing_folder_names_the_url(site):
 
 
 def test_unreachable_server_retries_with_backoff(monkeypatch):
-    monkeypatch.setattr(remote, "_active", remote.StorageConfig(retries=3, backoff_s=0.2))
+    monkeypatch.setattr(remote, "_active", StorageConfig(retries=3, backoff_s=0.2))
     url = f"http://127.0.0.1:{closed_port()}/frame"
     start = time.monotonic()
     with pytest.raises(InputError) as info:

@@ -23,7 +23,7 @@ import rasterio.shutil
 import xarray as xr
 from s3_server import closed_port, make_bucket, moto_s3
 
-from mtinsar.config import IngestConfig
+from mtinsar.config import IngestConfig, StorageConfig
 from mtinsar.errors import InputError
 from mtinsar.io.aria import read_aria
 from mtinsar.io.isce import read_isce
@@ -157,7 +157,7 @@ def test_unreachable_endpoint_retries_with_backoff(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setattr(
-        remote, "_active", remote.StorageConfig(endpoint_url=endpoint, retries=3, backoff_s=0.2)
+        remote, "_active", StorageConfig(endpoint_url=endpoint, retries=3, backoff_s=0.2)
     )
     url = f"s3://{BUCKET}/{FRAME_KEY}"
     start = time.monotonic()
@@ -172,7 +172,7 @@ def test_unreachable_endpoint_retries_with_backoff(monkeypatch):
 
 
 def test_gdal_paths_and_options_for_a_loopback_endpoint():
-    cfg = remote.StorageConfig(endpoint_url="http://127.0.0.1:9000", anonymous=True)
+    cfg = StorageConfig(endpoint_url="http://127.0.0.1:9000", anonymous=True)
     assert remote.gdal_path("s3://b/k/x.tif") == "/vsis3/b/k/x.tif"
     assert remote.gdal_path("https://h/x.tif") == "/vsicurl/https://h/x.tif"
     assert remote.gdal_path("/data/x.tif") == "/data/x.tif"
@@ -189,10 +189,10 @@ def test_storage_config_falls_back_to_environment(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1234")
     monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    resolved = remote.StorageConfig().resolved()
+    resolved = StorageConfig().resolved()
     assert resolved.endpoint_url == "http://127.0.0.1:1234"
     assert resolved.anonymous is True
-    explicit = remote.StorageConfig(endpoint_url="http://10.0.0.1:9000", anonymous=False)
+    explicit = StorageConfig(endpoint_url="http://10.0.0.1:9000", anonymous=False)
     assert explicit.resolved().endpoint_url == "http://10.0.0.1:9000"
     assert explicit.resolved().anonymous is False
 

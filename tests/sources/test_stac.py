@@ -23,6 +23,7 @@ import pytest
 import rasterio
 from s3_server import closed_port
 
+from mtinsar.config import StorageConfig
 from mtinsar.errors import InputError
 from mtinsar.simulate import SceneConfig, simulate_scene, write_licsar
 from mtinsar.sources import remote, stac
@@ -270,7 +271,7 @@ def test_bad_inputs_name_the_catalog(tmp_path, monkeypatch):
         stac.search(bad, (1, 0, 0, 1), "2020-01-01", "2020-02-01")
     with pytest.raises(InputError, match="start 2020-03-01 is after end"):
         stac.search(bad, (0, 0, 1, 1), "2020-03-01", "2020-02-01")
-    monkeypatch.setattr(remote, "_active", remote.StorageConfig(retries=2, backoff_s=0.1))
+    monkeypatch.setattr(remote, "_active", StorageConfig(retries=2, backoff_s=0.1))
     url = f"http://127.0.0.1:{closed_port()}/stac"
     with pytest.raises(InputError, match=rf"{url}: unreachable after 2 attempts"):
         stac.search(url, (0, 0, 1, 1), "2020-01-01", "2020-02-01")

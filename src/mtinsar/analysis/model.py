@@ -37,14 +37,13 @@ spread of the estimates taken, which does not assume the residuals have equal va
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mtinsar.analysis.patterns import pattern_groups
+from mtinsar.config import ModelConfig
 from mtinsar.conventions import years_since
 from mtinsar.errors import ConfigError
 
@@ -54,61 +53,6 @@ SEASONAL_ORIGIN = np.datetime64("2000-01-01")
 NOISY_EPOCH_FLOOR_M = 1e-4
 #: Relative eigenvalue below which a normal matrix counts as singular.
 _RCOND = 1e-10
-
-
-class ModelConfig(BaseModel):
-    """Time-series model fitted to each pixel (the linear trend is always in)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    annual: bool = Field(False, description="Fit an annual sinusoid (amplitude, phase).")
-    semi_annual: bool = Field(False, description="Fit a semi-annual sinusoid.")
-    acceleration: bool = Field(
-        False, description="Fit a constant acceleration [m/yr²]; velocity is then mid-span."
-    )
-    steps: list[str] = Field(
-        default_factory=list,
-        description='Dates of steps (e.g. earthquakes) as "YYYY-MM-DD"; each step is in '
-        "every acquisition on or after its date.",
-    )
-    reference_date: str | None = Field(
-        None,
-        description='Temporal reference "YYYY-MM-DD" (an acquisition date): displacement is '
-        "zero there. Unset: the first date.",
-    )
-    bootstrap: int = Field(
-        0,
-        ge=0,
-        description="Number of bootstrap resamplings of the dates for a second standard "
-        "deviation of each parameter (0 = off; 100-400 is typical).",
-    )
-    bootstrap_seed: int = Field(0, ge=0, description="Random seed of the bootstrap.")
-    noisy_epoch_factor: float = Field(
-        2.0,
-        gt=1,
-        description="A date whose residual RMS over the scene exceeds this factor times the "
-        "median over dates is flagged as noisy.",
-    )
-
-    @field_validator("steps")
-    @classmethod
-    def _iso_dates(cls, values: list[str]) -> list[str]:
-        for v in values:
-            _check_iso(v, "steps")
-        return sorted(set(values))
-
-    @field_validator("reference_date")
-    @classmethod
-    def _iso_date(cls, value: str | None) -> str | None:
-        return None if value is None else _check_iso(value, "reference_date")
-
-
-def _check_iso(value: str, field: str) -> str:
-    try:
-        _dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{field}: {value!r} is not a YYYY-MM-DD date") from exc
-    return value
 
 
 @dataclass

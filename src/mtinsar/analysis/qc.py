@@ -25,86 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.sparse import csr_matrix
 
+from mtinsar.config import QcConfig
+from mtinsar.config.analysis import CLOSURE_THRESHOLD
 from mtinsar.errors import InputError
-
-#: Default |closure phase| [rad] above which a loop closes badly at a pixel: past the half
-#: cycle where the nearest whole number of cycles turns non-zero, with a quarter-cycle
-#: margin that decorrelation noise alone rarely crosses.
-CLOSURE_THRESHOLD = 1.25 * np.pi
-
-
-class QcConfig(BaseModel):
-    """Pair quality control: drop rules and loop-closure screening of unwrapping errors."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    min_mean_coherence: float = Field(
-        0.05,
-        ge=0,
-        le=1,
-        description="Drop a pair whose mean coherence over its valid pixels is below this "
-        "(LiCSBAS step 11 default 0.05).",
-    )
-    min_valid_fraction: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="Drop a pair whose unwrapped (valid) pixels are fewer than this fraction "
-        "of the pixels valid in any pair (LiCSBAS step 11 default 0.3).",
-    )
-    max_components: int | None = Field(
-        None,
-        ge=1,
-        description="Drop a pair with more connected components (of at least "
-        "min_component_pixels) than this; only for stacks with `conncomp`. Unset: no limit.",
-    )
-    min_component_pixels: int = Field(
-        50, ge=1, description="Connected components smaller than this [pixels] are not counted."
-    )
-    closure_threshold: float = Field(
-        CLOSURE_THRESHOLD,
-        gt=0,
-        description="A loop closes badly at a pixel when |closure phase| exceeds this [rad]. "
-        "Default 1.25 pi: past the half cycle where the nearest whole number of cycles "
-        "turns non-zero, with a margin that decorrelation noise alone rarely crosses.",
-    )
-    max_bad_fraction: float = Field(
-        0.002,
-        ge=0,
-        le=1,
-        description="A loop is bad when more than this fraction of its valid pixels close "
-        "badly. Decorrelation alone stays below it; an unwrapping error over a patch of "
-        "tens of pixels exceeds it.",
-    )
-    min_bad_pixels: int = Field(
-        10,
-        ge=1,
-        description="A loop is only bad with at least this many badly closing pixels, so "
-        "scattered noise in a small scene is not taken for an unwrapping error.",
-    )
-    long_loops: int = Field(
-        3,
-        ge=0,
-        description="Pairs in no triplet loop (e.g. 1-year pairs) are checked with up to this "
-        "many longer loops, sharing no pair with each other (0 = triplets only).",
-    )
-    max_loop_length: int = Field(
-        12, ge=4, description="Longest such loop, in pairs (the pair itself included)."
-    )
-    drop_flagged: bool = Field(
-        False,
-        description="Drop the pairs that closure screening flags instead of only reporting "
-        "them. Off by default: the unwrapping-error correction repairs them pixel by pixel.",
-    )
-    drop_unchecked: bool = Field(
-        False,
-        description="Also drop pairs that no loop can check (LiCSBAS drops such 'no-loop' "
-        "interferograms).",
-    )
-
 
 # --------------------------------------------------------------------------- helpers
 

@@ -51,13 +51,11 @@ form); the simulator's DEM-error term follows the same definition.
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mtinsar.analysis import jit
 from mtinsar.corrections.ramp import rereference_to_area
@@ -81,65 +79,6 @@ MAX_ITERATIONS = 5
 #: Smallest robust scale [m or m/yr]: a pixel the model fits exactly (the reference pixel,
 #: noise-free data) has a zero median residual; keeps the biweight finite.
 _SCALE_FLOOR = 1e-12
-
-
-class DemErrorConfig(BaseModel):
-    """DEM error (topographic residual) correction (Fattahi & Amelung 2013)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = Field(
-        False,
-        description="Estimate and remove the DEM-error term Bperp_t dz / (R sin inc) pixel by "
-        "pixel. Off by default (MintPy has it on): `mtinsar update` cannot extend a corrected "
-        "series, and deformation the model below does not describe still leaks a little into "
-        "the estimate, so give it the [model] terms the area needs.",
-    )
-    poly_order: int = Field(
-        2,
-        ge=1,
-        le=3,
-        description="Order of the polynomial in time of the deformation model fitted with the "
-        "DEM error: 1 = offset + velocity, 2 = adds acceleration (MintPy default).",
-    )
-    periods: list[float] = Field(
-        default_factory=list,
-        description="Periods [years] of sine/cosine terms added to the deformation model, "
-        "e.g. [1.0, 0.5] for annual and semi-annual motion. Default none.",
-    )
-    step_dates: list[str] = Field(
-        default_factory=list,
-        description='Dates "YYYY-MM-DD" of steps (e.g. earthquakes) in the deformation model. '
-        "Default none.",
-    )
-    phase_velocity: bool = Field(
-        True,
-        description="Fit the phase velocity (differences of consecutive dates over their time "
-        "span; Fattahi & Amelung 2013) instead of the phase (MintPy's default): smooth "
-        "deformation the model misses leaks much less into the DEM error.",
-    )
-    robust: bool = Field(
-        True,
-        description="Reweight the fit with Tukey's biweight (IRLS), so a jump the model does "
-        "not hold (a step, an unwrapping error) is left out instead of biasing the DEM error.",
-    )
-    slant_range_m: float | None = Field(
-        None,
-        gt=0,
-        description="Slant range [m] used to turn the fit into a height error. Unset: the "
-        "stack's `slant_range` layer where the product has one, else 880 km (Sentinel-1 IW "
-        "scene centre). It does not change the corrected time series.",
-    )
-
-    @field_validator("step_dates")
-    @classmethod
-    def _iso_dates(cls, values: list[str]) -> list[str]:
-        for value in values:
-            try:
-                datetime.date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"step date {value!r} is not YYYY-MM-DD") from None
-        return values
 
 
 @dataclass(frozen=True)

@@ -30,55 +30,17 @@ from typing import Literal
 import numpy as np
 import rioxarray
 import xarray as xr
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
+from mtinsar.config import ExternalDelayConfig
 from mtinsar.corrections.ramp import rereference_to_area
 from mtinsar.errors import InputError
 
 log = logging.getLogger(__name__)
 
-#: File names tried per date when none are configured, "{date}" being YYYYMMDD: GACOS
-#: GeoTIFF and binary zenith delays (the names MintPy and LiCSBAS accept).
-DEFAULT_PATTERNS = ("{date}.ztd.tif", "{date}.ztd")
 #: Coverage tolerance [fraction of a delay-map pixel] when checking that a map holds the grid.
 _EDGE_TOL = 0.5
-
-
-class ExternalDelayConfig(BaseModel):
-    """Externally computed tropospheric delays (GACOS, ERA5) subtracted per date."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = Field(
-        False, description="Subtract per-date delay maps read from `directory`. Default off."
-    )
-    directory: str | None = Field(
-        None, description="Folder holding one delay map per acquisition date."
-    )
-    patterns: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_PATTERNS),
-        description='File names tried per date, "{date}" standing for YYYYMMDD; shell '
-        'wildcards allowed (e.g. "ERA5_{date}*.tif"). Default: GACOS "{date}.ztd.tif", '
-        '"{date}.ztd". LiCSAR GACOS: "{date}.sltd.geo.tif" with kind "slant", units "rad".',
-    )
-    kind: Literal["zenith", "slant"] = Field(
-        "zenith",
-        description='"zenith": zenith delays, projected with 1/cos(incidence) (GACOS .ztd); '
-        '"slant": already along the line of sight.',
-    )
-    units: Literal["m", "rad"] = Field(
-        "m",
-        description='Units of the maps: "m" of one-way path delay, or "rad" of radar phase '
-        "(converted with wavelength / 4 pi; LiCSAR .sltd.geo.tif). Positive = longer path.",
-    )
-
-    @model_validator(mode="after")
-    def _directory_when_enabled(self) -> ExternalDelayConfig:
-        if self.enabled and not self.directory:
-            raise ValueError("external.enabled needs external.directory, the folder of delay maps")
-        return self
 
 
 # --------------------------------------------------------------------------- I/O

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -45,35 +43,6 @@ SCALE_FLOOR_M = 1e-5
 #: IRLS stops when no weight moves by more than this, or after MAX_ITERATIONS.
 WEIGHT_TOLERANCE = 1e-3
 MAX_ITERATIONS = 50
-
-
-class RampConfig(BaseModel):
-    """Per-date ramp removal (MintPy `deramp`; Yunjun et al. 2019)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = Field(
-        False,
-        description="Remove a per-date polynomial ramp (orbit/ionosphere residual). Off by "
-        "default, as in MintPy: a ramp fit can absorb real long-wavelength deformation.",
-    )
-    order: Literal[1, 2] = Field(
-        1,
-        description="Polynomial order of the ramp: 1 = plane (a + b x + c y), 2 = quadratic "
-        "(adds x², y², x y; for curved ionospheric ramps, at more risk of absorbing broad "
-        "deformation).",
-    )
-    robust: bool = Field(
-        True,
-        description="Fit on pixels that behave as stable (iteratively reweighted, so "
-        "deforming areas do not bend the ramp). Off: plain least squares on the mask.",
-    )
-    max_fit_pixels: int = Field(
-        100_000,
-        ge=100,
-        description="At most this many mask pixels (an even subsample) enter the fit; a ramp "
-        "has at most 6 parameters, so more only costs time.",
-    )
 
 
 @dataclass(frozen=True)

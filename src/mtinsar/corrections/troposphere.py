@@ -38,10 +38,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 from scipy.sparse import csr_matrix
 
@@ -54,43 +52,6 @@ log = logging.getLogger(__name__)
 MIN_WINDOW_WEIGHT = 30.0
 #: ... and a weighted height spread of at least this fraction of the scene's.
 MIN_WINDOW_RELIEF = 0.1
-
-
-class TroposphereConfig(BaseModel):
-    """Empirical phase-elevation troposphere correction (Doin et al. 2009; Lin et al. 2010)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    enabled: bool = Field(
-        False,
-        description="Remove, per date, the part of the displacement proportional to terrain "
-        "height (stratified troposphere). Off by default: in areas where deformation follows "
-        "the relief everywhere (e.g. a volcano) it can remove real signal.",
-    )
-    ramp_order: Literal[0, 1, 2] = Field(
-        1,
-        description="Order of the polynomial ramp fitted together with the height term (not "
-        "removed here) so that a ramp correlated with the terrain does not bias the "
-        "delay/height ratio: 0 = a constant only, 1 = plane, 2 = quadratic.",
-    )
-    window: int = Field(
-        0,
-        ge=0,
-        description="Side [pixels] of the square windows in which the delay/height ratio is "
-        "estimated separately and then interpolated (Lin et al. 2010); 0 = one ratio per "
-        "date for the whole scene. Use windows of tens of km on large scenes.",
-    )
-    robust: bool = Field(
-        True,
-        description="Fit on pixels that behave as stable (iteratively reweighted, so "
-        "deformation correlated with height is not taken for delay). Off: plain least "
-        "squares on the mask.",
-    )
-    max_fit_pixels: int = Field(
-        100_000,
-        ge=100,
-        description="At most this many mask pixels (an even subsample) enter the fit.",
-    )
 
 
 @dataclass(frozen=True)

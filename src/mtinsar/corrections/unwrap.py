@@ -25,51 +25,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 from scipy.spatial import cKDTree
 
 from mtinsar.analysis.qc import closure_phase
+from mtinsar.config import UnwrapConfig
 
 TWO_PI = 2.0 * np.pi
 #: Most pixels with non-closing loops handled at once (bounds the (nnz, pixels) work arrays).
 _BATCH = 4096
-
-
-class UnwrapConfig(BaseModel):
-    """Unwrapping-error correction (phase closure; bridging of connected components)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    closure: bool = Field(
-        True, description="Correct unwrapping errors per pixel from loop closure (phase closure)."
-    )
-    min_improvement: int = Field(
-        2,
-        ge=1,
-        description="Shift a pair by a cycle at a pixel only when that makes at least this many "
-        "more loops close there. 2 leaves alone a pixel whose only evidence is one loop, "
-        "which cannot tell which of its pairs is wrong.",
-    )
-    max_corrections: int = Field(
-        6, ge=1, description="Most single-cycle shifts per pixel (all pairs together)."
-    )
-    bridging: bool = Field(
-        True,
-        description="Bridge connected components (stacks with `conncomp` only): shift each "
-        "component by the whole cycles that make its phase continuous with its neighbour's.",
-    )
-    bridge_radius: int = Field(
-        3,
-        ge=0,
-        description="Half-size [pixels] of the windows, at either end of a bridge, whose "
-        "median phases are compared.",
-    )
-    min_component_pixels: int = Field(
-        50, ge=1, description="Components smaller than this [pixels] are left unchanged."
-    )
 
 
 # --------------------------------------------------------------------------- phase closure

@@ -45,9 +45,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from scipy import stats
 
+from mtinsar.config import Section
 from mtinsar.conventions import years_since
 from mtinsar.errors import ConfigError
 
@@ -57,10 +58,8 @@ RISK_LABELS = {-1: "no data", 0: "stable", 1: "low", 2: "moderate", 3: "high"}
 AT_RISK_FROM = 2
 
 
-class InfraConfig(BaseModel):
+class InfraConfig(Section):
     """Infrastructure stability: segmentation, pixel selection, metrics and risk thresholds."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     segment_length: float = Field(
         100.0, gt=0, description="Length [m] lines are cut into (polygons stay whole)."

@@ -35,7 +35,8 @@ import dask.array as da
 import numpy as np
 
 from mtinsar.analysis import jit
-from mtinsar.analysis.model import ModelConfig, smooth_columns
+from mtinsar.analysis.model import smooth_columns
+from mtinsar.config import ModelConfig
 from mtinsar.conventions import years_since
 
 #: Cholesky pivot, relative to its diagonal entry, below which a normal matrix is singular.

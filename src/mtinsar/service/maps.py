@@ -43,7 +43,8 @@ from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.utils import render
 
-from mtinsar.analysis.model import ModelConfig, fit_model
+from mtinsar.analysis.model import fit_model
+from mtinsar.config import ModelConfig
 from mtinsar.errors import MtinsarError
 from mtinsar.results import versions
 

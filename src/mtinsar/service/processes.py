@@ -139,8 +139,11 @@ def _check_unknown(inputs: dict[str, Any], known: dict[str, Any]) -> None:
 
 
 def _check_sbas(inputs: dict[str, Any], config: ServiceConfig) -> dict[str, Any]:
+    from mtinsar.workflows.pipeline import check_runnable
+
     _check_unknown(inputs, SBAS.inputs)
     cfg = _run_config(inputs)
+    check_runnable(cfg)  # e.g. the jax backend on a service without jax: refused now
     _check_config_paths(cfg, config)
     return {"source": _source(inputs, config), "config": cfg.model_dump(mode="json")}
 

@@ -7,10 +7,9 @@ product hrefs in a STAC API or a static catalog.
 
 from mtinsar.sources.remote import (
     RemotePath,
-    StorageConfig,
     as_path,
     configure,
     is_remote,
 )
 
-__all__ = ["RemotePath", "StorageConfig", "as_path", "configure", "is_remote"]
+__all__ = ["RemotePath", "as_path", "configure", "is_remote"]

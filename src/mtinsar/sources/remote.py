@@ -34,56 +34,14 @@ from urllib.parse import urlsplit
 
 import fsspec
 import rasterio
-from pydantic import BaseModel, ConfigDict, Field
 
+from mtinsar.config import StorageConfig
 from mtinsar.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = ("s3", "http", "https")
 _T = TypeVar("_T")
-
-
-class StorageConfig(BaseModel):
-    """How to reach object storage / HTTP servers (unset keys: AWS environment variables)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    endpoint_url: str | None = Field(
-        None,
-        description="S3-compatible endpoint, e.g. http://127.0.0.1:9000 (MinIO, Ceph, moto). "
-        "Unset: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else Amazon S3.",
-    )
-    anonymous: bool | None = Field(
-        None,
-        description="Unsigned requests (public buckets). Unset: AWS_NO_SIGN_REQUEST=YES.",
-    )
-    region: str | None = Field(
-        None, description="S3 region. Unset: AWS_REGION or AWS_DEFAULT_REGION."
-    )
-    retries: int = Field(
-        3, ge=1, le=20, description="Attempts to reach the store before giving up."
-    )
-    backoff_s: float = Field(
-        0.5, ge=0, description="First wait between attempts [s]; doubles after each."
-    )
-    timeout_s: float = Field(10.0, gt=0, description="Connect/read timeout of one request [s].")
-
-    def resolved(self) -> StorageConfig:
-        """A copy with the unset keys filled from the environment."""
-        env = os.environ
-        anonymous = self.anonymous
-        if anonymous is None:
-            anonymous = env.get("AWS_NO_SIGN_REQUEST", "").upper() in ("YES", "TRUE", "1")
-        return self.model_copy(
-            update={
-                "endpoint_url": self.endpoint_url
-                or env.get("AWS_ENDPOINT_URL_S3")
-                or env.get("AWS_ENDPOINT_URL"),
-                "anonymous": anonymous,
-                "region": self.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"),
-            }
-        )
 
 
 _active: StorageConfig | None = None

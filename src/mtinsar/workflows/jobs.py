@@ -58,6 +58,7 @@ def run_to_folder(
     summary (as in summary.json).
     """
     with _job(cfg):
+        pipeline.check_runnable(cfg)
         output.check_writable(out)  # fail before hours of work, not after
         stack = pipeline.load_input(source, cfg, progress=progress)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -305,6 +306,7 @@ def _rerun_version(
     are `cfg`'s, `rerun_config`)."""
     before = versions.current(results)
     run_cfg = rerun_config(versions.open_version(results), cfg)
+    pipeline.check_runnable(run_cfg)
     stack = read_source(source, run_cfg, progress=progress)
     if stack is None:
         raise InputError(f"{source}: no products found for the full re-run of {results}")

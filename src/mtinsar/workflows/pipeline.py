@@ -26,7 +26,7 @@ from scipy.sparse import csr_matrix
 
 from mtinsar import __version__
 from mtinsar import stack as stack_store
-from mtinsar.analysis import qc
+from mtinsar.analysis import jax_backend, qc
 from mtinsar.analysis.inversion import coherence_weights, invert
 from mtinsar.analysis.model import fit_model, reference_index, rereference
 from mtinsar.analysis.network import Network
@@ -169,6 +169,14 @@ class _Stage:
         self.timer.seconds[self.name] = round(time.perf_counter() - self.start, 3)
 
 
+def check_runnable(config: RunConfig) -> None:
+    """Raise ConfigError naming the fix when this machine cannot run `config`: the JAX
+    inversion backend without jax installed. Called before any work, so a run fails in
+    seconds, not after its first passes over the stack."""
+    if config.inversion.backend == "jax":
+        jax_backend.require()
+
+
 def load_input(path: str | Path, config: RunConfig, progress: bool = False) -> xr.Dataset:
     """Open a stack store, or read a product folder into a (lazy) stack."""
     if (as_path(path) / "zarr.json").is_file():  # a Zarr v3 group: a store from `ingest`
@@ -235,6 +243,7 @@ def run_sbas(
     mid-way and called again with the same arguments skips what was done and gives the
     same result.
     """
+    check_runnable(config)
     timer = Timer()
     source = stack.attrs.get("source", "the stack")
     size = config.ingest.chunk_size
