@@ -9,6 +9,8 @@ phase is range increase (motion away from the satellite), so
 Readers whose format uses the opposite sign (ARIA GUNW) multiply by -1 when reading.
 """
 
+from typing import Any
+
 import numpy as np
 
 #: Sentinel-1 C-band radar wavelength [m] (c / 5.405 GHz), used when a product does not say.
@@ -23,7 +25,12 @@ def phase_to_displacement(wavelength: float) -> float:
     return -wavelength / (4.0 * np.pi)
 
 
+def as_day(value: Any) -> np.datetime64:
+    """`value` (a date, datetime64 or ISO date string) as a datetime64 day."""
+    return np.datetime64(value, "D")
+
+
 def years_since(dates: np.ndarray, origin: np.datetime64) -> np.ndarray:
     """Time of each date since `origin`, in decimal years (365.25-day years)."""
-    days = (np.asarray(dates, dtype="datetime64[D]") - np.datetime64(origin, "D")).astype(float)
+    days = (np.asarray(dates, dtype="datetime64[D]") - as_day(origin)).astype(float)
     return days / DAYS_PER_YEAR

@@ -60,9 +60,11 @@ def solve(
 
     m = network.n_dates - 1
     out = np.empty((m, pixels.size))
-    if gamma > 0 and (line is None or line.shape != (m, 2)):
-        raise ValueError(f"gamma > 0 needs line of shape ({m}, 2)")
-    reg = np.zeros((m, m)) if gamma == 0 else gamma**2 * (np.eye(m) - line @ line.T)
+    reg = np.zeros((m, m))
+    if gamma > 0:
+        if line is None or line.shape != (m, 2):
+            raise ValueError(f"gamma > 0 needs line of shape ({m}, 2)")
+        reg = gamma**2 * (np.eye(m) - line @ line.T)
     batch = min(BATCH, 1 << max(int(pixels.size - 1).bit_length(), 4))
     with jax.enable_x64(True):
         kernel = _compiled(network.n_dates)

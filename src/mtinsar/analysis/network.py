@@ -172,7 +172,7 @@ class Network:
         if long_loops > 0:
             seen: set[frozenset[int]] = set()  # two uncovered pairs can find the same loop
             for p in np.flatnonzero(self.redundancy() == 0):
-                for path in self._disjoint_paths(p, long_loops, max_length - 1):
+                for path in self._disjoint_paths(int(p), long_loops, max_length - 1):
                     key = frozenset(path[:, 0].tolist() + [int(p)])
                     if key in seen:
                         continue

@@ -46,10 +46,9 @@ def default_toml() -> str:
     """The default configuration as commented TOML (every key, its description, its default)."""
     lines = ["# mtinsar run configuration: every key with its default.", ""]
     for name, field in RunConfig.model_fields.items():
-        section = field.default_factory()  # type: ignore[misc]
-        lines += [
-            f"# {line.strip()}".rstrip() for line in type(section).__doc__.strip().splitlines()
-        ]
+        section = field.get_default(call_default_factory=True)
+        doc = (type(section).__doc__ or "").strip()
+        lines += [f"# {line.strip()}".rstrip() for line in doc.splitlines()]
         lines.append(f"[{name}]")
         for key, sub in type(section).model_fields.items():
             lines.append(f"# {sub.description}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import rioxarray
@@ -34,6 +34,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 
 from mtinsar.config import ExternalDelayConfig
+from mtinsar.conventions import as_day
 from mtinsar.corrections.ramp import rereference_to_area
 from mtinsar.errors import InputError
 
@@ -47,7 +48,7 @@ _EDGE_TOL = 0.5
 
 
 def find_delay_files(
-    directory: str | Path, dates: Sequence[np.datetime64], patterns: Sequence[str]
+    directory: str | Path, dates: Sequence[np.datetime64] | np.ndarray, patterns: Sequence[str]
 ) -> list[Path]:
     """The delay map of each date: the first pattern matching exactly one file."""
     directory = Path(directory)
@@ -58,7 +59,7 @@ def find_delay_files(
         )
     found, missing = [], []
     for date in dates:
-        ymd = str(np.datetime64(date, "D")).replace("-", "")
+        ymd = str(as_day(date)).replace("-", "")
         match = None
         for pattern in patterns:
             hits = sorted(directory.glob(pattern.format(date=ymd)))
@@ -97,7 +98,7 @@ def read_delay_map(path: str | Path) -> xr.DataArray:
     if rsc.is_file():
         return _read_gacos_binary(path, rsc)
     try:
-        with rioxarray.open_rasterio(path, masked=True) as da:
+        with cast(xr.DataArray, rioxarray.open_rasterio(path, masked=True)) as da:
             da = da.load()
     except (RasterioError, OSError) as exc:
         raise InputError(
@@ -144,7 +145,7 @@ def _read_gacos_binary(path: Path, rsc: Path) -> xr.DataArray:
 
 def load_delays(
     config: ExternalDelayConfig,
-    dates: Sequence[np.datetime64],
+    dates: Sequence[np.datetime64] | np.ndarray,
     like: xr.DataArray,
     wavelength: float,
 ) -> np.ndarray:

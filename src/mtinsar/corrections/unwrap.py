@@ -148,7 +148,7 @@ def component_cycles(
     labels[~np.isfinite(unw) | (labels < 0)] = 0
     out = np.zeros(int(labels.max(initial=0)) + 1, dtype=np.int16)
     sizes = np.bincount(labels.ravel(), minlength=out.size)
-    comps = [lab for lab in np.flatnonzero(sizes >= min_pixels) if lab > 0]
+    comps = [int(lab) for lab in np.flatnonzero(sizes >= min_pixels) if lab > 0]
     if len(comps) < 2:
         return out
     edges = [_edge_pixels(labels == lab) for lab in comps]

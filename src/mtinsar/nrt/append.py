@@ -178,7 +178,10 @@ def update(
     count, median_res, due, reason = _rerun_policy(result, updated, nrt)
     updated.attrs["nrt_last_update"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     est = step.est
-    frozen = est.history_gain is None
+    gain, delta = est.correction() or (
+        np.zeros((step.dates.size - 1, 0)),  # frozen: the history is not corrected
+        np.zeros((0, *est.displacement.shape)),
+    )
     report = UpdateReport(
         date=str(new_date),
         pairs_used=[str(p) for p in kept["pair"].values],
@@ -191,8 +194,8 @@ def update(
         median_residual_m=median_res,
         full_rerun_due=due,
         full_rerun_reason=reason,
-        history_gain=np.zeros((step.dates.size - 1, 0)) if frozen else est.history_gain,
-        history_delta=np.zeros((0, *est.displacement.shape)) if frozen else est.history_delta,
+        history_gain=gain,
+        history_delta=delta,
     )
     clock.lap("report")
     report.timings_s = clock.seconds()
@@ -227,10 +230,9 @@ def _step(
     before = solve_state(state)
     g_new = fixed_design(np.array([new_date]), state.origin, config.model)[0][0]
     departure, sigma = prediction_departure(before, g_new, est.displacement)
-    if est.history_gain is not None:  # the exact step moved the history too
-        state = correct_history(
-            state, known, sums, est.history_gain, est.history_delta, config.model
-        )
+    correction = est.correction()
+    if correction is not None:  # the exact step moved the history too
+        state = correct_history(state, known, sums, *correction, config.model)
     state = add_date(state, g_new, est.displacement)
     after = solve_state(state)
     clock.lap("model")
@@ -283,6 +285,7 @@ def _estimate(
     date0 = rows[0] if iref else None
     est = sequential_step(step, at(step.dates_w), unw, to_metres, weights, fix, date0)
     if iref:  # from date 0 back to the configured temporal reference
+        assert step.gain_at_reference is not None and est.history_delta is not None  # iref > 0
         moved = np.tensordot(step.gain_at_reference, est.history_delta, axes=1)  # (y, x)
         est.displacement = est.displacement - (rows[iref] - rows[0] + moved)
     return est
@@ -357,7 +360,7 @@ def _appended_cube(history: Any, est: NewDate) -> da.Array:
     Lazy so that an update writing a layer (`versions.layer_dataset`) computes only the new
     date: the corrected history is stored as its factors, never as a cube.
     """
-    hist = corrected_history(as_dask(history).astype(np.float32), est)
+    hist = as_dask(corrected_history(as_dask(history).astype(np.float32), est))
     new = as_dask(est.displacement.astype(np.float32)[None])
     return da.concatenate([hist, new.rechunk((1, *hist.chunks[1:]))], axis=0)
 

@@ -44,6 +44,12 @@ class NewDate:
     history_gain: np.ndarray | None = None
     history_delta: np.ndarray | None = None
 
+    def correction(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The history's correction as (history_gain, history_delta); None when frozen."""
+        if self.history_gain is None or self.history_delta is None:
+            return None
+        return self.history_gain, self.history_delta
+
 
 @dataclass
 class StepGain:
@@ -271,10 +277,10 @@ def corrected_history(history: np.ndarray | da.Array, est: NewDate) -> np.ndarra
 
     Same dtype; lazy when `history` is a dask array.
     """
-    if est.history_gain is None:
+    correction = est.correction()
+    if correction is None:
         return history
-    gain = est.history_gain.astype(history.dtype)
-    delta = est.history_delta.astype(history.dtype)
+    gain, delta = (part.astype(history.dtype) for part in correction)
     if isinstance(history, da.Array):
-        delta = as_dask(delta)
+        return history + np.tensordot(gain, as_dask(delta), axes=1)
     return history + np.tensordot(gain, delta, axes=1)

@@ -243,6 +243,8 @@ def correct_history(
         return state
     g, _ = fixed_design(dates, state.origin, config)
     p, shape = len(state.names), state.sumsq.shape
+    if sums.proj is None:
+        raise ValueError("correct_history needs sums from a history_pass with this gain")
     d = delta.reshape(m, -1)
     proj = sums.proj.reshape(m, -1)
     rhs = state.rhs.reshape(p, -1) + (g.T @ gain) @ d
@@ -296,7 +298,7 @@ def history_pass(
         )
     )
     p = len(names)
-    out = {
+    out: dict[str, Any] = {
         "rows": np.empty((rows.size, ny, nx), dtype=arr.dtype),
         "proj": None if gain is None else np.empty((gain.shape[1], ny, nx)),
         "rhs": np.empty((p, ny, nx)),

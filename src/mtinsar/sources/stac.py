@@ -146,7 +146,7 @@ def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
         raise InputError(
             f"bbox {bbox!r}: expected lon_min, lat_min, lon_max, lat_max in degrees with min < max"
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _as_date(value: date | str, name: str) -> date:

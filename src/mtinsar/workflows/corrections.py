@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -52,7 +53,7 @@ def apply_corrections(
     geometry (height, incidence); `fit_mask` (y, x) the reliable pixels the spatial fits use.
     """
     dates = result["time"].values
-    ref = {
+    ref: dict[str, Any] = {
         "reference": (int(result.attrs["reference_y"]), int(result.attrs["reference_x"])),
         "reference_radius": config.reference.radius,
     }
@@ -118,7 +119,7 @@ def _dem_error(
         slant_range=dc.slant_range_m or dem_error.DEFAULT_SLANT_RANGE_M,
         poly_order=max(dc.poly_order, 2 if model.acceleration else 1),
         periods=sorted(periods),
-        step_years=years_since(steps, dates[0]) if steps.size else (),
+        step_years=years_since(steps, dates[0]).tolist(),
         phase_velocity=dc.phase_velocity,
         robust=dc.robust,
         **ref,

@@ -22,6 +22,7 @@ import xarray as xr
 
 from mtinsar import atomic, nrt
 from mtinsar.config import NrtConfig, RunConfig
+from mtinsar.conventions import as_day
 from mtinsar.errors import InputError, MtinsarError, NothingSelected
 from mtinsar.io.products import FORMATS, read_listed, read_products
 from mtinsar.nrt import alerts, rerun, sequential, webhooks
@@ -89,7 +90,7 @@ def read_source(
     None when no such pair is found; a folder without products raises InputError.
     """
     if isinstance(source, stac.Query):
-        start = stac.EPOCH if after is None else (np.datetime64(after, "D") + 1).astype(object)
+        start = stac.EPOCH if after is None else (as_day(after) + 1).astype(object)
         found = source.items(start=start)
         if not found:
             return None
@@ -101,7 +102,7 @@ def read_source(
         return read_listed(listed, cfg.ingest, progress=progress)
     if after is None:
         return pipeline.load_input(source, cfg, progress=progress)
-    newer = cfg.ingest.model_copy(update={"ending_after": np.datetime64(after, "D").astype(object)})
+    newer = cfg.ingest.model_copy(update={"ending_after": as_day(after).astype(object)})
     try:  # only the new pairs' files are opened
         return read_products(source, newer, progress=progress)
     except NothingSelected:
@@ -154,7 +155,7 @@ def _update_folder(
     sec = stack["sec_date"].values if stack is not None else last[None]
     new_dates = np.unique(sec[sec > last])
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    if new_dates.size == 0:
+    if stack is None or new_dates.size == 0:
         lines = [f"{stamp} no pair ends after {str(last)[:10]}: nothing to add"]
         due, reason = rerun.rerun_due(result, cfg.nrt)
         if due and full_when_due:
@@ -227,7 +228,11 @@ def _compact_line(layer: Path) -> str:
     a line saying so."""
     start = time.perf_counter()
     composed = versions.open_store(layer)
-    versions.write_compact(layer, lambda tmp: output.write_store(composed, tmp.parent, tmp.name))
+
+    def fill(tmp: Path) -> None:
+        output.write_store(composed, tmp.parent, tmp.name)
+
+    versions.write_compact(layer, fill)
     return (
         f"{time.strftime('%Y-%m-%dT%H:%M:%S')} version {layer.parent.name} compacted "
         f"({versions.MAX_LAYERS - 1} layers deep) in {time.perf_counter() - start:.1f} s: "

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dask
 import dask.array as da
@@ -460,15 +460,14 @@ def _correct(
 
 def reliable(result: xr.Dataset, rules: MaskConfig) -> xr.DataArray:
     """The reliability mask: an estimate, and every rule of `rules` passed (lazy or not)."""
-    mask = np.isfinite(result["velocity"]) & (
-        result["temporal_coherence"] >= rules.min_temporal_coherence
-    )
+    finite = cast(xr.DataArray, np.isfinite(result["velocity"]))  # a DataArray for one
+    mask = finite & (result["temporal_coherence"] >= rules.min_temporal_coherence)
     limits = [
-        ("n_valid_pairs", rules.min_valid_pairs, np.greater_equal),
-        ("mean_coherence", rules.min_mean_coherence, np.greater_equal),
-        ("velocity_std", rules.max_velocity_std, np.less_equal),
-        ("closure_errors", rules.max_closure_errors, np.less_equal),
-        ("model_residual", rules.max_model_residual, np.less_equal),
+        ("n_valid_pairs", rules.min_valid_pairs, operator.ge),
+        ("mean_coherence", rules.min_mean_coherence, operator.ge),
+        ("velocity_std", rules.max_velocity_std, operator.le),
+        ("closure_errors", rules.max_closure_errors, operator.le),
+        ("model_residual", rules.max_model_residual, operator.le),
     ]
     for name, limit, passes in limits:
         if limit is not None:
@@ -651,8 +650,8 @@ def _result_dataset(
             ds[name].attrs.update(stack[name].attrs)
     if "spatial_ref" in stack.coords:
         ds = ds.assign_coords(spatial_ref=stack["spatial_ref"])
-        for name in ds.data_vars:
-            ds[name].attrs["grid_mapping"] = "spatial_ref"
+        for var in ds.data_vars:
+            ds[var].attrs["grid_mapping"] = "spatial_ref"
     to_lonlat = _lonlat_transformer(stack)
     lon, lat = to_lonlat.transform(float(stack["x"][ref.x]), float(stack["y"][ref.y]))
     ds.attrs.update(
@@ -677,7 +676,7 @@ def _lonlat_transformer(stack: xr.Dataset, inverse: bool = False) -> Transformer
     """Grid coordinates -> lon/lat [deg] (or back); identity on a lon/lat grid."""
     crs = stack.rio.crs or "EPSG:4326"
     pair = (crs, "EPSG:4326") if not inverse else ("EPSG:4326", crs)
-    return Transformer.from_crs(*pair, always_xy=True)
+    return Transformer.from_crs(pair[0], pair[1], always_xy=True)
 
 
 def _date_bperp(stack: xr.Dataset, network: Network) -> np.ndarray:
