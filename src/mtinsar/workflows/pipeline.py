@@ -460,7 +460,7 @@ def _correct(
 
 def reliable(result: xr.Dataset, rules: MaskConfig) -> xr.DataArray:
     """The reliability mask: an estimate, and every rule of `rules` passed (lazy or not)."""
-    finite = cast(xr.DataArray, np.isfinite(result["velocity"]))  # a DataArray for one
+    finite = cast(xr.DataArray, np.isfinite(result["velocity"]))  # (typed as an ndarray)
     mask = finite & (result["temporal_coherence"] >= rules.min_temporal_coherence)
     limits = [
         ("n_valid_pairs", rules.min_valid_pairs, operator.ge),
