@@ -82,6 +82,24 @@ def decompose(
         a = rereference_at(a, reference, reference_radius, "ascending")
         d = rereference_at(d, reference, reference_radius, "descending")
 
+    ginv, solvable = _los_inverse(a, d)
+    out = _solve(a, d, ginv, solvable)
+    out.attrs.update(
+        {
+            "method": "asc/desc decomposition, north motion assumed zero (Wright et al. 2004)",
+            "dates": dates if dates == "interpolate" else f"nearest within {tolerance_days} d",
+            "reference_date": str(a["time"].values[0].astype("datetime64[D]")),
+            "reference_lon": np.nan if reference is None else float(reference[0]),
+            "reference_lat": np.nan if reference is None else float(reference[1]),
+            "asc_source": str(asc.attrs.get("source", "")),
+            "desc_source": str(desc.attrs.get("source", "")),
+        }
+    )
+    return out.rio.write_crs(a.rio.crs)
+
+
+def _los_inverse(a: xr.Dataset, d: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel inverse of the (asc, desc) x (E, U) LOS matrix, NaN where not separable."""
     ga = np.stack([a["los_e"].values, a["los_u"].values], axis=-1).astype(np.float64)
     gd = np.stack([d["los_e"].values, d["los_u"].values], axis=-1).astype(np.float64)
     g = np.stack([ga, gd], axis=-2)  # (y, x, 2 obs, 2 unknowns [E, U])
@@ -93,8 +111,11 @@ def decompose(
             f"(|det| of the LOS matrix < {MIN_DETERMINANT} everywhere); decomposition needs "
             "one ascending and one descending result"
         )
-    ginv = _inverse_2x2(np.where(solvable[..., None, None], g, np.nan), det)
+    return _inverse_2x2(np.where(solvable[..., None, None], g, np.nan), det), solvable
 
+
+def _solve(a: xr.Dataset, d: xr.Dataset, ginv: np.ndarray, solvable: np.ndarray) -> xr.Dataset:
+    """E/U velocity, its covariance, displacement and north leakage through `ginv`."""
     vel = np.stack([a["velocity"].values, d["velocity"].values], axis=-1).astype(np.float64)
     std = np.stack([a["velocity_std"].values, d["velocity_std"].values], axis=-1)
     v_eu = np.einsum("yxij,yxj->yxi", ginv, vel)
@@ -113,7 +134,7 @@ def decompose(
     def f32(x: np.ndarray) -> np.ndarray:
         return x.astype(np.float32)
 
-    out = xr.Dataset(
+    return xr.Dataset(
         {
             "velocity_east": (plane, f32(v_eu[..., 0]), _attrs("m/yr", "east velocity, + east")),
             "velocity_up": (plane, f32(v_eu[..., 1]), _attrs("m/yr", "vertical velocity, + up")),
@@ -135,17 +156,7 @@ def decompose(
             "mask": (plane, mask, {"long_name": "both tracks reliable and E/U separable"}),
         },
         coords={"time": a["time"].values, "y": a["y"].values, "x": a["x"].values},
-        attrs={
-            "method": "asc/desc decomposition, north motion assumed zero (Wright et al. 2004)",
-            "dates": dates if dates == "interpolate" else f"nearest within {tolerance_days} d",
-            "reference_date": str(a["time"].values[0].astype("datetime64[D]")),
-            "reference_lon": np.nan if reference is None else float(reference[0]),
-            "reference_lat": np.nan if reference is None else float(reference[1]),
-            "asc_source": str(asc.attrs.get("source", "")),
-            "desc_source": str(desc.attrs.get("source", "")),
-        },
     )
-    return out.rio.write_crs(a.rio.crs)
 
 
 def _attrs(units: str, long_name: str) -> dict[str, str]:

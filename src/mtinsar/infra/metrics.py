@@ -200,20 +200,8 @@ def segment_metrics(
     counts = np.bincount(segment, minlength=n_seg)
     enough = counts >= config.min_pixels
 
-    frame = pd.DataFrame({"s": segment, "v": velocity})
-    grouped = frame.groupby("s")["v"]
-    v_median = grouped.median().reindex(range(n_seg)).to_numpy()
-    extreme_idx = frame["v"].abs().groupby(frame["s"]).idxmax()
-    v_extreme = pd.Series(frame["v"].to_numpy()[extreme_idx.to_numpy()], extreme_idx.index)
-    v_extreme = v_extreme.reindex(range(n_seg)).to_numpy()
-
-    total = displacement[-1] - displacement[0]
-    line_entries = is_line[segment]
-    dims = np.where(line_entries[:, None], [[1.0, 0.0]], [[1.0, 1.0]])
-    grad = _gradient(segment, coords * dims, np.column_stack([velocity, total]), n_seg)
-    diff_settlement = np.where(is_line, grad[:, 0, 0], np.hypot(grad[:, 0, 0], grad[:, 1, 0]))
-    distortion = np.where(is_line, np.abs(grad[:, 0, 1]), np.hypot(grad[:, 0, 1], grad[:, 1, 1]))
-
+    v_median, v_extreme = _median_and_extreme(segment, velocity, n_seg)
+    diff_settlement, distortion = _gradients(segment, coords, velocity, displacement, is_line)
     series = (
         pd.DataFrame(displacement.T)
         .groupby(segment)
@@ -257,6 +245,37 @@ def segment_metrics(
     table["risk"] = table["risk_class"].map(RISK_LABELS)
     series[~enough] = np.nan
     return SegmentMetrics(table, series)
+
+
+def _median_and_extreme(
+    segment: np.ndarray, velocity: np.ndarray, n_seg: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment median velocity and the velocity of largest magnitude (NaN: no pixels)."""
+    frame = pd.DataFrame({"s": segment, "v": velocity})
+    v_median = frame.groupby("s")["v"].median().reindex(range(n_seg)).to_numpy()
+    extreme_idx = frame["v"].abs().groupby(frame["s"]).idxmax()
+    v_extreme = pd.Series(frame["v"].to_numpy()[extreme_idx.to_numpy()], extreme_idx.index)
+    return v_median, v_extreme.reindex(range(n_seg)).to_numpy()
+
+
+def _gradients(
+    segment: np.ndarray,
+    coords: np.ndarray,
+    velocity: np.ndarray,
+    displacement: np.ndarray,
+    is_line: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Differential settlement [m/yr per m] and angular distortion [rad] per segment.
+
+    Along the chainage for lines (signed), the gradient's magnitude for polygons.
+    """
+    total = displacement[-1] - displacement[0]
+    dims = np.where(is_line[segment][:, None], [[1.0, 0.0]], [[1.0, 1.0]])
+    values = np.column_stack([velocity, total])
+    grad = _gradient(segment, coords * dims, values, len(is_line))
+    diff_settlement = np.where(is_line, grad[:, 0, 0], np.hypot(grad[:, 0, 0], grad[:, 1, 0]))
+    distortion = np.where(is_line, np.abs(grad[:, 0, 1]), np.hypot(grad[:, 0, 1], grad[:, 1, 1]))
+    return diff_settlement, distortion
 
 
 def _gradient(group: np.ndarray, xy: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

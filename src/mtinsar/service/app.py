@@ -191,6 +191,7 @@ def _check_job_input(session: Session, user: User, process_id: str, inputs: dict
 
 
 def _ogc_router() -> APIRouter:
+    """Conformance, processes and execution (OGC API - Processes, Part 1)."""
     router = APIRouter(responses=ERROR_RESPONSES)
 
     @router.get("/conformance", response_model=Conformance, tags=["OGC API"])
@@ -246,6 +247,13 @@ def _ogc_router() -> APIRouter:
         response.headers["Location"] = f"{base}jobs/{job.id}"
         response.headers["Preference-Applied"] = "respond-async"
         return _status_info(job, base)
+
+    return router
+
+
+def _jobs_router() -> APIRouter:
+    """Job list, status and dismissal (OGC API - Processes, Part 1)."""
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     @router.get("/jobs", response_model=JobList, response_model_exclude_none=True, tags=["OGC API"])
     def job_list(
@@ -305,6 +313,13 @@ def _ogc_router() -> APIRouter:
         if finished:  # OGC dismiss: the results go; a running job's worker cleans up itself
             shutil.rmtree(config.job_dir(job.id) / processes.RESULT, ignore_errors=True)
         return _status_info(job, _base(request))
+
+    return router
+
+
+def _results_router() -> APIRouter:
+    """A successful job's outputs (OGC API - Processes, Part 1)."""
+    router = APIRouter(responses=ERROR_RESPONSES)
 
     @router.get("/jobs/{job_id}/results", response_model=dict[str, OutputRef], tags=["OGC API"])
     def results(
@@ -472,7 +487,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(ConcurrencyLimit, limit=config.max_concurrent_requests)
     _landing(app)  # before the web map's own "/" route, so that it negotiates JSON vs HTML
-    for router in (_ogc_router(), _files_router(), _access_router(), users_router()):
+    for router in (
+        _ogc_router(),
+        _jobs_router(),
+        _results_router(),
+        _files_router(),
+        _access_router(),
+        users_router(),
+    ):
         app.include_router(router)
     app.include_router(stac.make_router(readable_sbas_results, readable_sbas_result))
     app.include_router(maps.make_router(job_result_dir))
